@@ -1,0 +1,81 @@
+# Makefile: builds the tools into bin/, runs the suites, installs.
+# `make check` runs the tests; `make asan` builds with ASan+UBSan and runs them.
+
+VERSION   = 0.1.0
+PREFIX   ?= /usr/local
+MANDIR   ?= $(PREFIX)/share/man
+CC       ?= cc
+PKGS      = hiredis jansson libuv libpq
+BUILD    ?= build
+BIN      ?= bin
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_DEFAULT_SOURCE \
+            -DAQ_VERSION='"$(VERSION)"' -Icommon -I$(BUILD) $(PKG_CFLAGS) $(SAN)
+LDLIBS   += $(PKG_LIBS)
+LDFLAGS  += -Wl,--as-needed $(SAN)
+
+TOOLS    = aq-enqueue aq-status
+COMMON   = $(patsubst common/%.c,$(BUILD)/%.o,$(wildcard common/*.c)) $(BUILD)/scripts.o
+LUA      = $(wildcard common/lua/*.lua)
+HEADERS  = $(wildcard common/*.h)
+MAN      = $(wildcard man/*.1 man/*.7)
+
+all: $(addprefix $(BIN)/,$(TOOLS)) $(BUILD)/unit
+
+$(BUILD):
+	mkdir -p $(BUILD)
+$(BIN):
+	mkdir -p $(BIN)
+
+$(BUILD)/scripts.c: scripts/embed-lua.sh $(LUA) | $(BUILD)
+	sh scripts/embed-lua.sh $(LUA) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/%.o: common/%.c $(HEADERS) | $(BUILD)
+	$(CC) $(CFLAGS) -c -o $@ $<
+$(BUILD)/scripts.o: $(BUILD)/scripts.c common/script.h
+	$(CC) $(CFLAGS) -c -o $@ $<
+$(BUILD)/libaq.a: $(COMMON)
+	$(AR) rcs $@ $(COMMON)
+
+$(BIN)/%: tools/%.c $(BUILD)/libaq.a $(HEADERS) | $(BIN)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libaq.a $(LDLIBS)
+
+$(BUILD)/unit: tests/unit.c $(BUILD)/libaq.a $(HEADERS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libaq.a $(LDLIBS)
+
+deps:
+	sh scripts/deps.sh
+
+# The whole suite: C unit tests and the bats files, one summary line.
+check: deps all
+	AQ_BIN=$(CURDIR)/$(BIN) AQ_UNIT=$(CURDIR)/$(BUILD)/unit sh tests/run
+
+asan:
+	$(MAKE) BUILD=build/asan BIN=build/asan/bin CFLAGS='-O1 -g -fno-omit-frame-pointer' \
+	    SAN='-fsanitize=address,undefined -fno-sanitize-recover=all' check
+
+demo: deps all
+	AQ_BIN=$(CURDIR)/$(BIN) sh examples/demo
+
+bench: all
+	AQ_BIN=$(CURDIR)/$(BIN) sh bench/enqueue
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
+	    --inline-suppr --suppress=missingIncludeSystem -Icommon common tools tests/unit.c
+	for m in $(MAN); do mandoc -Tlint -Wwarning $$m || exit 1; done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7
+	install -m 755 $(addprefix $(BIN)/,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
+
+clean:
+	rm -rf build bin
+
+.PHONY: all deps check asan demo bench lint install clean

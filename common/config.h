@@ -1,0 +1,69 @@
+/* config.h: the settings every tool shares, from flags over environment over
+ * defaults: Redis URL (or a file holding it), queue, key prefix, line limit. */
+#ifndef AQ_CONFIG_H
+#define AQ_CONFIG_H
+
+#include <getopt.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "url.h"
+
+#define CONFIG_DEFAULT_URL "redis://127.0.0.1:6379"
+#define CONFIG_DEFAULT_QUEUE "default"
+#define CONFIG_DEFAULT_PREFIX "aq"
+
+/* Long-only option codes shared by the tools; a tool's own start at OPT_TOOL. */
+enum {
+	OPT_REDIS_URL_FILE = 256,
+	OPT_PREFIX,
+	OPT_MAX_LINE,
+	OPT_VERSION,
+	OPT_TOOL = 300
+};
+
+/* The entries of struct option for the shared flags, for a tool's table. */
+#define CONFIG_LONG_OPTIONS \
+	{"queue", required_argument, NULL, 'q'}, \
+	{"redis-url", required_argument, NULL, 'u'}, \
+	{"redis-url-file", required_argument, NULL, OPT_REDIS_URL_FILE}, \
+	{"prefix", required_argument, NULL, OPT_PREFIX}, \
+	{"help", no_argument, NULL, 'h'}, \
+	{"version", no_argument, NULL, OPT_VERSION}
+#define CONFIG_LONG_OPTIONS_LINES \
+	{"max-line", required_argument, NULL, OPT_MAX_LINE}
+
+struct config {
+	const char *queue;
+	const char *prefix;
+	size_t max_line;
+	struct redis_url redis;  /* valid after config_finish */
+	/* where the values came from, for messages: "--queue", "AQ_QUEUE", ... */
+	const char *queue_from, *prefix_from;
+	const char *url_flag, *url_file_flag;
+};
+
+/* config_init: defaults, then the environment (AQ_QUEUE, AQ_PREFIX). */
+void config_init(struct config *c);
+
+/* config_option: apply a shared flag (its getopt code and argument); returns
+ * 1 when opt was one, 0 otherwise. -h and --version exit from here, with usage
+ * printing the tool's usage line. Bad values exit with EX_USAGE. */
+int config_option(struct config *c, int opt, const char *arg,
+    void (*usage)(FILE *));
+
+/* config_finish: validate queue and prefix, and read and parse the Redis URL:
+ * --redis-url, --redis-url-file, AQ_REDIS_URL, AQ_REDIS_URL_FILE, default,
+ * in that order. Exits with EX_USAGE (or EX_NOINPUT for an unreadable file)
+ * naming the source of a bad value. */
+void config_finish(struct config *c);
+
+/* option_int: the integer value of option name in [lo, hi], or exit
+ * EX_USAGE naming the option and the range. */
+long option_int(const char *name, const char *arg, long lo, long hi);
+
+/* option_duration: a duration in ms (see duration.h) greater than zero
+ * unless zero_ok, or exit EX_USAGE naming the option. */
+long long option_duration(const char *name, const char *arg, int zero_ok);
+
+#endif

@@ -1,0 +1,113 @@
+/* job.c: job options and the JSON form of a job record. */
+#include "job.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum field_kind { F_STRING, F_INT, F_MILLIS, F_JSON };
+
+/* Hash fields in the order they are printed, and how. */
+static const struct {
+	const char *field, *name;
+	enum field_kind kind;
+} fields[] = {
+	{"status", "status", F_STRING},
+	{"attempt", "attempt", F_INT},
+	{"max_attempts", "max_attempts", F_INT},
+	{"priority", "priority", F_INT},
+	{"created", "created", F_MILLIS},
+	{"run_at", "run_at", F_MILLIS},
+	{"started", "started", F_MILLIS},
+	{"finished", "finished", F_MILLIS},
+	{"timeout_ms", "timeout", F_MILLIS},
+	{"worker", "worker", F_STRING},
+	{"exit_code", "exit_code", F_INT},
+	{"payload", "payload", F_JSON},
+	{"result", "result", F_JSON},
+	{"error", "error", F_STRING},
+};
+
+void
+job_options_init(struct job_options *o)
+{
+	o->priority = 0;
+	o->max_attempts = MAX_ATTEMPTS_DEFAULT;
+	o->delay_ms = -1;
+	o->run_at_ms = -1;
+	o->timeout_ms = -1;
+}
+
+static const redisReply *
+hash_get(const redisReply *hash, const char *field)
+{
+	for (size_t i = 0; i + 1 < hash->elements; i += 2) {
+		const redisReply *k = hash->element[i];
+		if (k->type == REDIS_REPLY_STRING && strlen(field) == k->len &&
+		    memcmp(k->str, field, k->len) == 0)
+			return hash->element[i + 1];
+	}
+	return NULL;
+}
+
+/* A stored integer, or 0 with -1 returned when it is not one. */
+static int
+as_int(const redisReply *v, int64_t *out)
+{
+	char *end;
+
+	if (v->type == REDIS_REPLY_INTEGER) {
+		*out = v->integer;
+		return 0;
+	}
+	errno = 0;
+	*out = strtoll(v->str, &end, 10);
+	return errno || end == v->str || *end ? -1 : 0;
+}
+
+static void
+write_field(struct jbuf *b, const char *name, enum field_kind kind,
+    const redisReply *v)
+{
+	char err[160];
+	int64_t n;
+
+	jb_key(b, name);
+	if (kind == F_INT || kind == F_MILLIS) {
+		if (as_int(v, &n) < 0)
+			jb_str(b, v->str, v->len); /* not ours: show it as it is */
+		else if (kind == F_INT)
+			jb_int(b, n);
+		else
+			jb_millis(b, n);
+	} else if (kind == F_JSON && json_check(v->str, v->len, err, sizeof err) == 0) {
+		jb_raw(b, v->str, v->len);
+	} else {
+		jb_str(b, v->str, v->len);
+	}
+}
+
+void
+job_write_record(struct jbuf *b, const char *id, const char *queue,
+    const redisReply *hash)
+{
+	jb_obj_begin(b);
+	jb_kstr(b, "id", id);
+	jb_kstr(b, "queue", queue);
+	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+		const redisReply *v = hash_get(hash, fields[i].field);
+		if (v && v->type == REDIS_REPLY_STRING)
+			write_field(b, fields[i].name, fields[i].kind, v);
+	}
+	jb_obj_end(b);
+}
+
+void
+job_write_unknown(struct jbuf *b, const char *id, const char *queue)
+{
+	jb_obj_begin(b);
+	jb_kstr(b, "id", id);
+	jb_kstr(b, "queue", queue);
+	jb_kstr(b, "status", "unknown");
+	jb_obj_end(b);
+}

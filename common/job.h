@@ -1,0 +1,40 @@
+/* job.h: the job's options as the tools take them, and the job record as
+ * the tools print it (from the Redis hash, whose fields aq(7) lists). */
+#ifndef AQ_JOB_H
+#define AQ_JOB_H
+
+#include <hiredis/hiredis.h>
+#include <stdint.h>
+
+#include "json.h"
+
+#define PRIORITY_MIN -1000
+#define PRIORITY_MAX 1000
+#define MAX_ATTEMPTS_DEFAULT 3
+#define MAX_ATTEMPTS_LIMIT 1000
+
+/* What a job is enqueued with; -1 marks "not given" for the times. */
+struct job_options {
+	int priority;        /* PRIORITY_MIN..PRIORITY_MAX, default 0 */
+	int max_attempts;    /* 1..MAX_ATTEMPTS_LIMIT */
+	int64_t delay_ms;    /* run this long after enqueueing */
+	int64_t run_at_ms;   /* or at this time (epoch ms) */
+	int64_t timeout_ms;  /* the handler's time limit */
+};
+
+/* job_options_init: the defaults (priority 0, 3 attempts, no delay, no
+ * timeout of its own). */
+void job_options_init(struct job_options *o);
+
+/* job_write_record: append to b the JSON record of the job id of queue
+ * from the fields of its hash (an HGETALL reply, not empty): id, queue,
+ * status, then what is set of attempt, max_attempts, priority, created,
+ * run_at, started, finished, timeout, worker, exit_code, payload, result,
+ * error. Times are epoch seconds with milliseconds. */
+void job_write_record(struct jbuf *b, const char *id, const char *queue,
+    const redisReply *hash);
+
+/* job_write_unknown: append {"id":…,"queue":…,"status":"unknown"}. */
+void job_write_unknown(struct jbuf *b, const char *id, const char *queue);
+
+#endif

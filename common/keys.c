@@ -1,0 +1,19 @@
+/* keys.c: build the key names of one queue. */
+#include "keys.h"
+
+#include <stdio.h>
+
+void
+keys_init(struct keys *k, const char *prefix, const char *queue)
+{
+	snprintf(k->base, sizeof k->base, "%s:{%s}:", prefix, queue);
+	snprintf(k->job, sizeof k->job, "%sjob:", k->base);
+	snprintf(k->wait, sizeof k->wait, "%swait", k->base);
+	snprintf(k->delayed, sizeof k->delayed, "%sdelayed", k->base);
+	snprintf(k->active, sizeof k->active, "%sactive", k->base);
+	snprintf(k->wake, sizeof k->wake, "%swake", k->base);
+	snprintf(k->log, sizeof k->log, "%slog", k->base);
+	snprintf(k->stats, sizeof k->stats, "%sstats", k->base);
+	snprintf(k->seq, sizeof k->seq, "%sseq", k->base);
+	snprintf(k->queues, sizeof k->queues, "%s:queues", prefix);
+}

@@ -1,0 +1,27 @@
+/* keys.h: the Redis key layout of aq(7). Every key of a queue carries the
+ * queue as a hash tag, PREFIX:{QUEUE}:..., so one script touches one slot. */
+#ifndef AQ_KEYS_H
+#define AQ_KEYS_H
+
+#include "id.h"
+
+#define KEY_BASE_MAX (PREFIX_MAX + QUEUE_MAX + 8) /* "P:{Q}:" */
+#define KEY_MAX (KEY_BASE_MAX + 16)
+
+struct keys {
+	char base[KEY_BASE_MAX];    /* "aq:{q}:" */
+	char job[KEY_MAX];     /* "aq:{q}:job:" (the id follows) */
+	char wait[KEY_MAX];    /* sorted set: ready jobs by priority, then FIFO */
+	char delayed[KEY_MAX]; /* sorted set: jobs by due time (ms) */
+	char active[KEY_MAX];  /* sorted set: running jobs by lease expiry (ms) */
+	char wake[KEY_MAX];    /* list: wake-up markers for blocked workers */
+	char log[KEY_MAX];     /* stream: the queue's state changes */
+	char stats[KEY_MAX];   /* hash: counters */
+	char seq[KEY_MAX];     /* string: FIFO sequence within a priority */
+	char queues[KEY_MAX];  /* set "aq:queues": the known queue names */
+};
+
+/* keys_init: the key names of queue under prefix (both already validated). */
+void keys_init(struct keys *k, const char *prefix, const char *queue);
+
+#endif

@@ -1,0 +1,47 @@
+/* mem.c: allocation wrappers that exit with EX_OSERR when memory runs out. */
+#include "mem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static void *
+check(void *p, size_t n)
+{
+	if (!p && n > 0)
+		die(EX_OSERR, "out of memory allocating %zu bytes", n);
+	return p;
+}
+
+void *
+xmalloc(size_t n)
+{
+	return check(malloc(n ? n : 1), n);
+}
+
+void *
+xcalloc(size_t n, size_t size)
+{
+	return check(calloc(n ? n : 1, size ? size : 1), n * size);
+}
+
+void *
+xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	return check(q, n);
+}
+
+char *
+xstrdup(const char *s)
+{
+	return check(strdup(s), strlen(s) + 1);
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	return check(strndup(s, n), n + 1);
+}

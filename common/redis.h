@@ -1,0 +1,41 @@
+/* redis.h: the synchronous Redis connection of the command-line tools:
+ * unix socket or TCP, AUTH (ACL user or password), SELECT, timeouts, and
+ * errors that name the server without its password. */
+#ifndef AQ_REDIS_H
+#define AQ_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+
+#include "url.h"
+
+#define REDIS_CONNECT_TIMEOUT_MS 5000
+#define REDIS_COMMAND_TIMEOUT_MS 60000
+
+/* redis_try_connect: connect to u, authenticate and select its database.
+ * Returns the context, or NULL with the reason in err and *code set to
+ * EX_UNAVAILABLE (cannot reach) or EX_NOPERM (authentication refused). */
+redisContext *redis_try_connect(const struct redis_url *u, char *err,
+    size_t errlen, int *code);
+
+/* redis_connect: redis_try_connect, or exit with its code and the message
+ * "cannot connect to redis at URL: reason". */
+redisContext *redis_connect(const struct redis_url *u);
+
+/* redis_die_io: exit EX_UNAVAILABLE for a connection that failed mid-work
+ * (c->err), naming the server and what was being done. */
+_Noreturn void redis_die_io(redisContext *c, const struct redis_url *u,
+    const char *doing);
+
+/* redis_command_ok: run argv synchronously; returns the reply, which is not
+ * an error reply. Exits like redis_die_io on a dead connection, and with
+ * EX_UNAVAILABLE naming the command on an error reply. */
+redisReply *redis_command_ok(redisContext *c, const struct redis_url *u,
+    int argc, const char **argv);
+
+/* redis_get_reply: the next pipelined reply (never NULL: exits like
+ * redis_die_io on a dead connection). */
+redisReply *redis_get_reply(redisContext *c, const struct redis_url *u,
+    const char *doing);
+
+#endif

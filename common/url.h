@@ -1,0 +1,33 @@
+/* url.h: the Redis URL parser: redis://[[user]:password@]host[:port][/db]
+ * and unix://[[user]:password@]/path[?db=N]; passwords never leave it unmasked. */
+#ifndef AQ_URL_H
+#define AQ_URL_H
+
+#include <stddef.h>
+
+#define URL_HOST_MAX 256
+#define URL_PATH_MAX 108 /* sizeof(sun_path) */
+#define URL_SECRET_MAX 512
+
+struct redis_url {
+	int is_unix;                  /* 1: path is set; 0: host and port */
+	char host[URL_HOST_MAX];      /* without the brackets of an IPv6 literal */
+	int port;                     /* 1..65535, default 6379 */
+	char path[URL_PATH_MAX];      /* unix socket path */
+	char user[URL_SECRET_MAX];    /* ACL user; empty: the default user */
+	char password[URL_SECRET_MAX];/* empty: no AUTH */
+	int db;                       /* SELECT this when non-zero, 0..65535 */
+};
+
+/* url_parse: fill *u from text; on failure return -1 and put the reason in
+ * err (never the password). Percent-escapes in user and password are decoded. */
+int url_parse(const char *text, struct redis_url *u, char *err, size_t errlen);
+
+/* url_display: write u as a URL with the password replaced by "***", for
+ * messages; returns buf. */
+char *url_display(const struct redis_url *u, char *buf, size_t len);
+
+/* url_forget: wipe the secrets of u (explicit_bzero). */
+void url_forget(struct redis_url *u);
+
+#endif

@@ -1,0 +1,459 @@
+/* aq-enqueue: put jobs on a queue, payloads from arguments or JSON lines on
+ * stdin, sent in pipelined batches; one JSON line out per job. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "duration.h"
+#include "id.h"
+#include "json.h"
+#include "jsonl.h"
+#include "keys.h"
+#include "log.h"
+#include "job.h"
+#include "mem.h"
+#include "redis.h"
+#include "script.h"
+
+#define BATCH_JOBS 200            /* jobs per script call */
+#define BATCH_BYTES (1 << 20)     /* or fewer when their payloads are large */
+#define PIPELINE_DEPTH 4          /* batches sent before a reply is awaited */
+#define LOG_CAP "100000"          /* entries kept in the queue's log stream */
+#define ENQUEUE_KEYS 6
+#define FIELDS_PER_JOB 7
+
+enum { OPT_ID = OPT_TOOL, OPT_PRIORITY, OPT_DELAY, OPT_RUN_AT,
+	OPT_MAX_ATTEMPTS, OPT_TIMEOUT };
+
+struct pending_job {
+	size_t id_off, id_len, payload_off, payload_len;
+	unsigned long lineno;
+};
+
+/* Jobs sent (or being filled) in one script call, kept until its reply. */
+struct batch {
+	char *arena;                  /* ids and payloads, back to back */
+	size_t len, cap;
+	struct pending_job *jobs;
+	size_t n;
+	redisReply *reply;            /* a reply read ahead (NOSCRIPT recovery) */
+};
+
+struct enqueuer {
+	struct config cfg;
+	struct keys keys;
+	struct job_options opt;
+	const char *fixed_id;         /* --id */
+	char priority[16], max_attempts[16], delay[24], run_at[24], timeout[24];
+	redisContext *redis;
+	struct batch ring[PIPELINE_DEPTH + 1];
+	size_t oldest, inflight;      /* ring[oldest] is the oldest sent batch */
+	const char **argv;            /* scratch for building a call */
+	size_t *lens;
+	struct jbuf out;
+	unsigned long rejected;
+	const char *input_name;       /* "line" or "argument", for messages */
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: aq-enqueue [-q queue] [-u url | --redis-url-file path] [--prefix p]\n"
+	    "                  [--id id] [--priority n] [--delay duration | --run-at time]\n"
+	    "                  [--max-attempts n] [--timeout duration] [--max-line size]\n"
+	    "                  [payload ...]\n");
+}
+
+static struct batch *
+filling(struct enqueuer *e)
+{
+	return &e->ring[(e->oldest + e->inflight) % (PIPELINE_DEPTH + 1)];
+}
+
+static size_t
+arena_put(struct batch *b, const char *s, size_t n)
+{
+	size_t off = b->len;
+
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 64 * 1024;
+		while (cap < b->len + n)
+			cap *= 2;
+		b->arena = xrealloc(b->arena, cap);
+		b->cap = cap;
+	}
+	memcpy(b->arena + b->len, s, n);
+	b->len += n;
+	return off;
+}
+
+/* Fill e->argv/e->lens with the EVALSHA of batch b; returns argc. */
+static int
+build_call(struct enqueuer *e, const struct batch *b, char *numkeys, char *count)
+{
+	int a = 3;
+	const char *fixed[] = {e->keys.wait, e->keys.delayed, e->keys.stats,
+	    e->keys.log, e->keys.seq, e->keys.wake, e->keys.job, LOG_CAP, count};
+
+	script_argv(&script_enqueue, ENQUEUE_KEYS, numkeys, e->argv, e->lens);
+	snprintf(count, 24, "%zu", b->n);
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++, a++) {
+		e->argv[a] = fixed[i];
+		e->lens[a] = strlen(fixed[i]);
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		const struct pending_job *j = &b->jobs[i];
+		const char *per_job[FIELDS_PER_JOB] = {b->arena + j->id_off,
+		    b->arena + j->payload_off, e->priority, e->delay, e->run_at,
+		    e->max_attempts, e->timeout};
+		size_t per_len[FIELDS_PER_JOB] = {j->id_len, j->payload_len,
+		    strlen(e->priority), strlen(e->delay), strlen(e->run_at),
+		    strlen(e->max_attempts), strlen(e->timeout)};
+		for (int f = 0; f < FIELDS_PER_JOB; f++, a++) {
+			e->argv[a] = per_job[f];
+			e->lens[a] = per_len[f];
+		}
+	}
+	return a;
+}
+
+static void
+send_batch(struct enqueuer *e, struct batch *b)
+{
+	char numkeys[16], count[24];
+	int argc = build_call(e, b, numkeys, count);
+
+	if (redisAppendCommandArgv(e->redis, argc, e->argv, e->lens) != REDIS_OK)
+		redis_die_io(e->redis, &e->cfg.redis, "sending jobs");
+}
+
+static redisReply *
+call_batch_now(struct enqueuer *e, struct batch *b)
+{
+	char numkeys[16], count[24];
+	int argc = build_call(e, b, numkeys, count);
+	redisReply *r = script_call(e->redis, &e->cfg.redis, &script_enqueue,
+	    argc, e->argv, e->lens);
+
+	if (!r)
+		redis_die_io(e->redis, &e->cfg.redis, "sending jobs");
+	return r;
+}
+
+/*
+ * The script cache was emptied (a restart or SCRIPT FLUSH) while batches
+ * were in flight: read every outstanding reply, load the script again and
+ * run, in order, each batch that met NOSCRIPT. Their order is kept.
+ */
+static void
+recover_noscript(struct enqueuer *e, redisReply *first)
+{
+	e->ring[e->oldest].reply = first;
+	for (size_t k = 1; k < e->inflight; k++)
+		e->ring[(e->oldest + k) % (PIPELINE_DEPTH + 1)].reply =
+		    redis_get_reply(e->redis, &e->cfg.redis, "sending jobs");
+	script_load(e->redis, &e->cfg.redis, &script_enqueue);
+	for (size_t k = 0; k < e->inflight; k++) {
+		struct batch *b = &e->ring[(e->oldest + k) % (PIPELINE_DEPTH + 1)];
+		if (script_is_noscript(b->reply)) {
+			freeReplyObject(b->reply);
+			b->reply = call_batch_now(e, b);
+		}
+	}
+}
+
+static void
+report_job(struct enqueuer *e, const struct batch *b, size_t i,
+    const redisReply *status)
+{
+	const struct pending_job *j = &b->jobs[i];
+	int dup = status->len > 10 && strncmp(status->str, "duplicate:", 10) == 0;
+
+	jb_reset(&e->out);
+	jb_obj_begin(&e->out);
+	jb_key(&e->out, "id");
+	jb_str(&e->out, b->arena + j->id_off, j->id_len);
+	jb_kstr(&e->out, "queue", e->cfg.queue);
+	jb_key(&e->out, "status");
+	if (dup)
+		jb_str(&e->out, status->str + 10, status->len - 10);
+	else
+		jb_str(&e->out, status->str, status->len);
+	if (dup) {
+		jb_key(&e->out, "duplicate");
+		jb_raw(&e->out, "true", 4);
+	}
+	jb_obj_end(&e->out);
+	if (jb_line(&e->out) < 0)
+		die(EX_IOERR, "cannot write to standard output:");
+}
+
+static void
+report_batch(struct enqueuer *e, struct batch *b, redisReply *r)
+{
+	char shown[1024];
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != b->n) {
+		die(EX_UNAVAILABLE, "redis at %s refused the jobs of %ss %lu-%lu: %s",
+		    url_display(&e->cfg.redis, shown, sizeof shown), e->input_name,
+		    b->jobs[0].lineno, b->jobs[b->n - 1].lineno,
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		if (r->element[i]->type != REDIS_REPLY_STRING)
+			die(EX_UNAVAILABLE, "unexpected reply from the enqueue script");
+		report_job(e, b, i, r->element[i]);
+	}
+}
+
+/* Wait for the reply of the oldest batch in flight and print its jobs. */
+static void
+complete_oldest(struct enqueuer *e)
+{
+	struct batch *b = &e->ring[e->oldest];
+	redisReply *r = b->reply;
+
+	if (!r) {
+		r = redis_get_reply(e->redis, &e->cfg.redis, "sending jobs");
+		if (script_is_noscript(r)) {
+			recover_noscript(e, r);
+			r = b->reply;
+		}
+	}
+	report_batch(e, b, r);
+	freeReplyObject(r);
+	b->reply = NULL;
+	b->n = 0;
+	b->len = 0;
+	e->oldest = (e->oldest + 1) % (PIPELINE_DEPTH + 1);
+	e->inflight--;
+}
+
+static void
+flush_filling(struct enqueuer *e)
+{
+	struct batch *b = filling(e);
+
+	if (b->n == 0)
+		return;
+	if (e->inflight == PIPELINE_DEPTH)
+		complete_oldest(e);
+	send_batch(e, b);
+	e->inflight++;
+}
+
+static void
+add_job(struct enqueuer *e, const char *payload, size_t len, unsigned long lineno)
+{
+	struct batch *b = filling(e);
+	struct pending_job *j;
+	char uuid[UUID_LEN + 1];
+	const char *id = e->fixed_id;
+
+	if (!id) {
+		if (uuidv7(uuid) < 0)
+			die(EX_OSERR, "cannot generate a job id: no randomness:");
+		id = uuid;
+	}
+	if (!b->jobs)
+		b->jobs = xcalloc(BATCH_JOBS, sizeof *b->jobs);
+	j = &b->jobs[b->n++];
+	j->lineno = lineno;
+	j->id_len = strlen(id);
+	j->id_off = arena_put(b, id, j->id_len);
+	j->payload_len = len;
+	j->payload_off = arena_put(b, payload, len);
+	if (b->n == BATCH_JOBS || b->len >= BATCH_BYTES)
+		flush_filling(e);
+}
+
+/* Trim spaces and tabs around s[0..*n); returns the new start. */
+static char *
+trim(char *s, size_t *n)
+{
+	while (*n > 0 && (s[*n - 1] == ' ' || s[*n - 1] == '\t'))
+		(*n)--;
+	while (*n > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		(*n)--;
+	}
+	return s;
+}
+
+static int
+on_line(char *line, size_t len, unsigned long lineno, void *ctx)
+{
+	struct enqueuer *e = ctx;
+	char err[256];
+
+	line = trim(line, &len);
+	if (json_check(line, len, err, sizeof err) < 0) {
+		warnmsg("line %lu: %s, skipped", lineno, err);
+		e->rejected++;
+		return 0;
+	}
+	add_job(e, line, len, lineno);
+	return 0;
+}
+
+/*
+ * Payload arguments are all checked before any is sent: a command line is
+ * taken whole or not at all. A raw newline can only stand between tokens
+ * of valid JSON, so it becomes a space and the payload stays one line.
+ */
+static void
+check_arguments(char **args, int n)
+{
+	char err[256];
+	int bad = 0;
+
+	for (int i = 0; i < n; i++) {
+		for (char *p = args[i]; *p; p++)
+			if (*p == '\n' || *p == '\r')
+				*p = ' ';
+		if (json_check(args[i], strlen(args[i]), err, sizeof err) < 0) {
+			warnmsg("argument %d: %s", i + 1, err);
+			bad = 1;
+		}
+	}
+	if (bad)
+		die(EX_DATAERR, "nothing enqueued: fix the payload arguments");
+}
+
+static void
+parse_options(struct enqueuer *e, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CONFIG_LONG_OPTIONS,
+		CONFIG_LONG_OPTIONS_LINES,
+		{"id", required_argument, NULL, OPT_ID},
+		{"priority", required_argument, NULL, OPT_PRIORITY},
+		{"delay", required_argument, NULL, OPT_DELAY},
+		{"run-at", required_argument, NULL, OPT_RUN_AT},
+		{"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
+		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "q:u:h", longopts, NULL)) != -1) {
+		if (config_option(&e->cfg, c, optarg, usage))
+			continue;
+		switch (c) {
+		case OPT_ID:
+			if (!id_valid(optarg, strlen(optarg)))
+				die(EX_USAGE, "invalid --id: want 1 to %d of "
+				    "A-Z a-z 0-9 . _ : @ / -", ID_MAX);
+			e->fixed_id = optarg;
+			break;
+		case OPT_PRIORITY:
+			e->opt.priority = (int)option_int("--priority", optarg,
+			    PRIORITY_MIN, PRIORITY_MAX);
+			break;
+		case OPT_DELAY:
+			e->opt.delay_ms = option_duration("--delay", optarg, 1);
+			break;
+		case OPT_RUN_AT:
+			if (time_parse(optarg, &e->opt.run_at_ms) < 0)
+				die(EX_USAGE, "invalid --run-at: want RFC 3339 "
+				    "(2026-11-23T09:00:00Z) or epoch seconds");
+			break;
+		case OPT_MAX_ATTEMPTS:
+			e->opt.max_attempts = (int)option_int("--max-attempts",
+			    optarg, 1, MAX_ATTEMPTS_LIMIT);
+			break;
+		case OPT_TIMEOUT:
+			e->opt.timeout_ms = option_duration("--timeout", optarg, 0);
+			break;
+		default:
+			usage(stderr);
+			exit(EX_USAGE);
+		}
+	}
+	if (e->opt.delay_ms >= 0 && e->opt.run_at_ms >= 0)
+		die(EX_USAGE, "give --delay or --run-at, not both");
+}
+
+/* The per-job script arguments shared by every job of this run. */
+static void
+format_options(struct enqueuer *e)
+{
+	snprintf(e->priority, sizeof e->priority, "%d", e->opt.priority);
+	snprintf(e->max_attempts, sizeof e->max_attempts, "%d", e->opt.max_attempts);
+	if (e->opt.delay_ms >= 0)
+		snprintf(e->delay, sizeof e->delay, "%lld", (long long)e->opt.delay_ms);
+	if (e->opt.run_at_ms >= 0)
+		snprintf(e->run_at, sizeof e->run_at, "%lld", (long long)e->opt.run_at_ms);
+	if (e->opt.timeout_ms >= 0)
+		snprintf(e->timeout, sizeof e->timeout, "%lld", (long long)e->opt.timeout_ms);
+}
+
+/* Register the queue before its first job exists: aq-sweep finds it by
+ * aq:queues, which lives outside the queue's hash slot. */
+static void
+connect_and_prepare(struct enqueuer *e)
+{
+	const char *sadd[] = {"SADD", e->keys.queues, e->cfg.queue};
+
+	e->redis = redis_connect(&e->cfg.redis);
+	freeReplyObject(redis_command_ok(e->redis, &e->cfg.redis, 3, sadd));
+	script_load(e->redis, &e->cfg.redis, &script_enqueue);
+}
+
+static void
+cleanup(struct enqueuer *e)
+{
+	for (size_t i = 0; i <= PIPELINE_DEPTH; i++) {
+		free(e->ring[i].arena);
+		free(e->ring[i].jobs);
+	}
+	free(e->argv);
+	free(e->lens);
+	jb_free(&e->out);
+	redisFree(e->redis);
+	url_forget(&e->cfg.redis);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct enqueuer e;
+	size_t maxargs = 3 + ENQUEUE_KEYS + 3 + (size_t)BATCH_JOBS * FIELDS_PER_JOB;
+	int rc = 0;
+
+	log_init(argv[0]);
+	config_init(&e.cfg);
+	job_options_init(&e.opt);
+	parse_options(&e, argc, argv);
+	config_finish(&e.cfg);
+	argc -= optind;
+	argv += optind;
+	check_arguments(argv, argc);
+	keys_init(&e.keys, e.cfg.prefix, e.cfg.queue);
+	format_options(&e);
+	e.argv = xcalloc(maxargs, sizeof *e.argv);
+	e.lens = xcalloc(maxargs, sizeof *e.lens);
+	connect_and_prepare(&e);
+
+	if (argc > 0) {
+		e.input_name = "argument";
+		for (int i = 0; i < argc; i++)
+			add_job(&e, argv[i], strlen(argv[i]), (unsigned long)i + 1);
+	} else {
+		e.input_name = "line";
+		if (jsonl_each(STDIN_FILENO, e.cfg.max_line, on_line, &e,
+		    &e.rejected) < 0)
+			rc = EX_IOERR;
+	}
+	flush_filling(&e);
+	while (e.inflight > 0)
+		complete_oldest(&e);
+	if (rc == 0 && e.rejected > 0)
+		rc = EX_DATAERR;
+	cleanup(&e);
+	return finish_stdout(rc);
+}
