@@ -3,6 +3,7 @@
 #include "jsonl.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -100,8 +101,24 @@ scan_lines(struct reader *r, jsonl_fn fn, void *ctx, unsigned long *rejected)
 	return 0;
 }
 
+/* 1 when a read of fd would block (nothing buffered in the pipe yet). */
+static int
+would_block(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return poll(&p, 1, 0) == 0;
+}
+
 int
 jsonl_each(int fd, size_t max, jsonl_fn fn, void *ctx, unsigned long *rejected)
+{
+	return jsonl_each_idle(fd, max, fn, NULL, ctx, rejected);
+}
+
+int
+jsonl_each_idle(int fd, size_t max, jsonl_fn fn, jsonl_idle_fn idle, void *ctx,
+    unsigned long *rejected)
 {
 	struct reader r = {.max = max};
 	int rc = 0;
@@ -111,6 +128,8 @@ jsonl_each(int fd, size_t max, jsonl_fn fn, void *ctx, unsigned long *rejected)
 	for (;;) {
 		ssize_t got;
 		make_room(&r, rejected);
+		if (idle && would_block(fd))
+			idle(ctx);
 		got = read(fd, r.buf + r.end, r.cap - r.end);
 		if (got < 0 && errno == EINTR)
 			continue;

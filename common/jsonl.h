@@ -20,6 +20,16 @@ typedef int (*jsonl_fn)(char *line, size_t len, unsigned long lineno, void *ctx)
 int jsonl_each(int fd, size_t max, jsonl_fn fn, void *ctx,
     unsigned long *rejected);
 
+/* Called when the input has nothing more to read yet and the reader is
+ * about to wait for it: a tool sends what it holds, so a slow producer
+ * (tail -f | aq-enqueue) sees its lines go through at once. */
+typedef void (*jsonl_idle_fn)(void *ctx);
+
+/* jsonl_each_idle: jsonl_each, calling idle (when not NULL) before each
+ * read that would block. */
+int jsonl_each_idle(int fd, size_t max, jsonl_fn fn, jsonl_idle_fn idle,
+    void *ctx, unsigned long *rejected);
+
 /* jsonl_parse_max: a --max-line value ("65536", "64K", "16M", "1G") into
  * *max; -1 when malformed, zero, or above JSONL_MAX_LIMIT. */
 int jsonl_parse_max(const char *s, size_t *max);

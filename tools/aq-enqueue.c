@@ -246,6 +246,19 @@ flush_filling(struct enqueuer *e)
 	e->inflight++;
 }
 
+/* Send everything held and wait for the replies: the input is idle. */
+static void
+send_all(void *ctx)
+{
+	struct enqueuer *e = ctx;
+
+	flush_filling(e);
+	while (e->inflight > 0)
+		complete_oldest(e);
+	if (fflush(stdout) != 0)
+		die(EX_IOERR, "cannot write to standard output:");
+}
+
 static void
 add_job(struct enqueuer *e, const char *payload, size_t len, unsigned long lineno)
 {
@@ -445,13 +458,11 @@ main(int argc, char **argv)
 			add_job(&e, argv[i], strlen(argv[i]), (unsigned long)i + 1);
 	} else {
 		e.input_name = "line";
-		if (jsonl_each(STDIN_FILENO, e.cfg.max_line, on_line, &e,
-		    &e.rejected) < 0)
+		if (jsonl_each_idle(STDIN_FILENO, e.cfg.max_line, on_line,
+		    send_all, &e, &e.rejected) < 0)
 			rc = EX_IOERR;
 	}
-	flush_filling(&e);
-	while (e.inflight > 0)
-		complete_oldest(&e);
+	send_all(&e);
 	if (rc == 0 && e.rejected > 0)
 		rc = EX_DATAERR;
 	cleanup(&e);
