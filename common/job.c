@@ -7,25 +7,27 @@
 
 enum field_kind { F_STRING, F_INT, F_MILLIS, F_JSON };
 
-/* Hash fields in the order they are printed, and how. */
+/* Hash fields in the order they are printed, and how; a field the record
+ * leaves out to stay small (see enqueue.lua) is printed with its default. */
 static const struct {
 	const char *field, *name;
 	enum field_kind kind;
+	const char *dflt;
 } fields[] = {
-	{"status", "status", F_STRING},
-	{"attempt", "attempt", F_INT},
-	{"max_attempts", "max_attempts", F_INT},
-	{"priority", "priority", F_INT},
-	{"created", "created", F_MILLIS},
-	{"run_at", "run_at", F_MILLIS},
-	{"started", "started", F_MILLIS},
-	{"finished", "finished", F_MILLIS},
-	{"timeout_ms", "timeout", F_MILLIS},
-	{"worker", "worker", F_STRING},
-	{"exit_code", "exit_code", F_INT},
-	{"payload", "payload", F_JSON},
-	{"result", "result", F_JSON},
-	{"error", "error", F_STRING},
+	{"status", "status", F_STRING, NULL},
+	{"attempt", "attempt", F_INT, "0"},
+	{"max_attempts", "max_attempts", F_INT, NULL},
+	{"priority", "priority", F_INT, "0"},
+	{"created", "created", F_MILLIS, NULL},
+	{"run_at", "run_at", F_MILLIS, NULL},
+	{"started", "started", F_MILLIS, NULL},
+	{"finished", "finished", F_MILLIS, NULL},
+	{"timeout_ms", "timeout", F_MILLIS, NULL},
+	{"worker", "worker", F_STRING, NULL},
+	{"exit_code", "exit_code", F_INT, NULL},
+	{"payload", "payload", F_JSON, NULL},
+	{"result", "result", F_JSON, NULL},
+	{"error", "error", F_STRING, NULL},
 };
 
 void
@@ -96,8 +98,12 @@ job_write_record(struct jbuf *b, const char *id, const char *queue,
 	jb_kstr(b, "queue", queue);
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
 		const redisReply *v = hash_get(hash, fields[i].field);
-		if (v && v->type == REDIS_REPLY_STRING)
+		if (v && v->type == REDIS_REPLY_STRING) {
 			write_field(b, fields[i].name, fields[i].kind, v);
+		} else if (fields[i].dflt) {
+			jb_key(b, fields[i].name);
+			jb_raw(b, fields[i].dflt, strlen(fields[i].dflt));
+		}
 	}
 	jb_obj_end(b);
 }

@@ -39,7 +39,12 @@ setup() { rcli flushall >/dev/null; }
 	assert_equal "$(rcli zrange 'aq:{default}:wait' 0 -1 | paste -sd' ')" "${ids[*]}"
 }
 
-@test "the job record holds status, payload, created, priority, attempts" {
+@test "the job record holds status, payload, created, max_attempts; priority and timeout when given" {
+	run aq-enqueue '{}'
+	id=$(jq -r .id <<<"$output")
+	assert_equal "$(rcli hkeys "aq:{default}:job:$id" | sort | paste -sd' ')" \
+	    "created max_attempts payload status"
+	assert_equal "$(rcli hget "aq:{default}:job:$id" max_attempts)" 3
 	run aq-enqueue --max-attempts 5 --timeout 90s --priority 7 '{}'
 	assert_success
 	id=$(jq -r .id <<<"$output")
@@ -47,7 +52,6 @@ setup() { rcli flushall >/dev/null; }
 	assert_output --partial max_attempts$'\n'5
 	assert_output --partial timeout_ms$'\n'90000
 	assert_output --partial priority$'\n'7
-	assert_output --partial attempt$'\n'0
 	created=$(rcli hget "aq:{default}:job:$id" created)
 	now=$(rcli time | head -1)
 	(( created / 1000 <= now && created / 1000 >= now - 60 ))
@@ -328,6 +332,19 @@ setup() { rcli flushall >/dev/null; }
 	assert_failure 65
 	assert_output --partial 'argument 2: invalid JSON'
 	assert_equal "$(rcli zcard 'aq:{default}:wait')" 0
+}
+
+@test "--id with several payload arguments is a usage error" {
+	run aq-enqueue --id x 1 2
+	assert_failure 64
+	assert_output --partial '--id names one job'
+	assert_equal "$(rcli dbsize)" 0
+}
+
+@test "payload arguments are trimmed like lines" {
+	run aq-enqueue '  {"a":1}	'
+	id=$(jq -r .id <<<"$output")
+	assert_equal "$(rcli hget "aq:{default}:job:$id" payload)" '{"a":1}'
 }
 
 @test "a multi-line payload argument is stored on one line" {

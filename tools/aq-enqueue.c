@@ -23,7 +23,7 @@
 #define PIPELINE_DEPTH 4          /* batches sent before a reply is awaited */
 #define LOG_CAP "100000"          /* entries kept in the queue's log stream */
 #define ENQUEUE_KEYS 6
-#define FIELDS_PER_JOB 7
+#define FIELDS_PER_JOB 2
 
 enum { OPT_ID = OPT_TOOL, OPT_PRIORITY, OPT_DELAY, OPT_RUN_AT,
 	OPT_MAX_ATTEMPTS, OPT_TIMEOUT };
@@ -93,30 +93,25 @@ arena_put(struct batch *b, const char *s, size_t n)
 
 /* Fill e->argv/e->lens with the EVALSHA of batch b; returns argc. */
 static int
-build_call(struct enqueuer *e, const struct batch *b, char *numkeys, char *count)
+build_call(struct enqueuer *e, const struct batch *b, char *numkeys)
 {
 	int a = 3;
 	const char *fixed[] = {e->keys.wait, e->keys.delayed, e->keys.stats,
-	    e->keys.log, e->keys.seq, e->keys.wake, e->keys.job, LOG_CAP, count};
+	    e->keys.log, e->keys.seq, e->keys.wake, e->keys.job, LOG_CAP,
+	    e->fixed_id ? "0" : "1", e->priority, e->delay, e->run_at,
+	    e->max_attempts, e->timeout};
 
 	script_argv(&script_enqueue, ENQUEUE_KEYS, numkeys, e->argv, e->lens);
-	snprintf(count, 24, "%zu", b->n);
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++, a++) {
 		e->argv[a] = fixed[i];
 		e->lens[a] = strlen(fixed[i]);
 	}
 	for (size_t i = 0; i < b->n; i++) {
 		const struct pending_job *j = &b->jobs[i];
-		const char *per_job[FIELDS_PER_JOB] = {b->arena + j->id_off,
-		    b->arena + j->payload_off, e->priority, e->delay, e->run_at,
-		    e->max_attempts, e->timeout};
-		size_t per_len[FIELDS_PER_JOB] = {j->id_len, j->payload_len,
-		    strlen(e->priority), strlen(e->delay), strlen(e->run_at),
-		    strlen(e->max_attempts), strlen(e->timeout)};
-		for (int f = 0; f < FIELDS_PER_JOB; f++, a++) {
-			e->argv[a] = per_job[f];
-			e->lens[a] = per_len[f];
-		}
+		e->argv[a] = b->arena + j->id_off;
+		e->lens[a++] = j->id_len;
+		e->argv[a] = b->arena + j->payload_off;
+		e->lens[a++] = j->payload_len;
 	}
 	return a;
 }
@@ -124,8 +119,8 @@ build_call(struct enqueuer *e, const struct batch *b, char *numkeys, char *count
 static void
 send_batch(struct enqueuer *e, struct batch *b)
 {
-	char numkeys[16], count[24];
-	int argc = build_call(e, b, numkeys, count);
+	char numkeys[16];
+	int argc = build_call(e, b, numkeys);
 
 	if (redisAppendCommandArgv(e->redis, argc, e->argv, e->lens) != REDIS_OK)
 		redis_die_io(e->redis, &e->cfg.redis, "sending jobs");
@@ -134,8 +129,8 @@ send_batch(struct enqueuer *e, struct batch *b)
 static redisReply *
 call_batch_now(struct enqueuer *e, struct batch *b)
 {
-	char numkeys[16], count[24];
-	int argc = build_call(e, b, numkeys, count);
+	char numkeys[16];
+	int argc = build_call(e, b, numkeys);
 	redisReply *r = script_call(e->redis, &e->cfg.redis, &script_enqueue,
 	    argc, e->argv, e->lens);
 
@@ -435,7 +430,7 @@ int
 main(int argc, char **argv)
 {
 	static struct enqueuer e;
-	size_t maxargs = 3 + ENQUEUE_KEYS + 3 + (size_t)BATCH_JOBS * FIELDS_PER_JOB;
+	size_t maxargs = 3 + ENQUEUE_KEYS + 8 + (size_t)BATCH_JOBS * FIELDS_PER_JOB;
 	int rc = 0;
 
 	log_init(argv[0]);
@@ -445,6 +440,8 @@ main(int argc, char **argv)
 	config_finish(&e.cfg);
 	argc -= optind;
 	argv += optind;
+	if (e.fixed_id && argc > 1)
+		die(EX_USAGE, "--id names one job: give one payload argument");
 	check_arguments(argv, argc);
 	keys_init(&e.keys, e.cfg.prefix, e.cfg.queue);
 	format_options(&e);
@@ -454,8 +451,11 @@ main(int argc, char **argv)
 
 	if (argc > 0) {
 		e.input_name = "argument";
-		for (int i = 0; i < argc; i++)
-			add_job(&e, argv[i], strlen(argv[i]), (unsigned long)i + 1);
+		for (int i = 0; i < argc; i++) {
+			size_t len = strlen(argv[i]);
+			char *payload = trim(argv[i], &len);
+			add_job(&e, payload, len, (unsigned long)i + 1);
+		}
 	} else {
 		e.input_name = "line";
 		if (jsonl_each_idle(STDIN_FILENO, e.cfg.max_line, on_line,

@@ -18,6 +18,7 @@
 #include "redis.h"
 
 #define LOOKUP_BATCH 256
+#define ID_RULE "invalid id (ids are 1 to 200 of A-Z a-z 0-9 . _ : @ / -)"
 
 struct lookup {
 	char id[ID_MAX + 1];
@@ -101,7 +102,7 @@ parse_id_line(const char *line, size_t len, json_t **doc, const char **id,
 	if (line[0] != '{' && line[0] != '"') {
 		*id = line;
 		*n = len;
-		return id_valid(line, len) ? 0 : (*why = "invalid id", -1);
+		return id_valid(line, len) ? 0 : (*why = ID_RULE, -1);
 	}
 	*doc = json_loadb(line, len, 0 | JSON_DECODE_ANY, &e);
 	if (!*doc)
@@ -112,7 +113,7 @@ parse_id_line(const char *line, size_t len, json_t **doc, const char **id,
 	*id = json_string_value(v);
 	*n = json_string_length(v);
 	if (!id_valid(*id, *n))
-		return *why = "invalid id", -1;
+		return *why = ID_RULE, -1;
 	v = json_is_object(*doc) ? json_object_get(*doc, "queue") : NULL;
 	if (v) {
 		if (!json_is_string(v) || !queue_valid(json_string_value(v)))
@@ -135,8 +136,7 @@ on_line(char *line, size_t len, unsigned long lineno, void *ctx)
 	while (*line == ' ' || *line == '\t')
 		line++, len--;
 	if (parse_id_line(line, len, &doc, &id, &n, &queue, &why) < 0) {
-		warnmsg("line %lu: %s (ids are 1 to %d of A-Z a-z 0-9 . _ : @ / -), "
-		    "skipped", lineno, why, ID_MAX);
+		warnmsg("line %lu: %s, skipped", lineno, why);
 		s->rejected++;
 	} else {
 		add_lookup(s, id, n, queue);
