@@ -6,7 +6,7 @@ load helpers
 
 setup_file() { redis_start; }
 teardown_file() { redis_stop; }
-setup() { rcli flushall >/dev/null; }
+setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 
 @test "a payload argument becomes a queued job with a UUIDv7 id" {
 	run aq-enqueue '{"to":"ada@example.com"}'

@@ -6,7 +6,7 @@ load helpers
 
 setup_file() { redis_start; }
 teardown_file() { redis_stop; }
-setup() { rcli flushall >/dev/null; }
+setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 
 @test "an id argument prints the job's record" {
 	aq-enqueue --id j1 --priority 3 --max-attempts 4 --timeout 1.5s '{"x":[1,2]}' >/dev/null

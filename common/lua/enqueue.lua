@@ -49,7 +49,8 @@ if status == 'queued' and redis.call('ZCARD', KEYS[1]) > 0 then
 end
 local base = -priority * PRIORITY_SPAN
 
-local out, added, zargs = {}, {}, {}
+-- scores go to ZADD as numbers: Redis 7 converts them exactly (fpconv)
+local out, added, zargs, n = {}, {}, {}, 0
 for i = 9, #ARGV, 2 do
   local id = ARGV[i]
   local key = jobkey .. id
@@ -61,11 +62,12 @@ for i = 9, #ARGV, 2 do
     redis.call('HSET', key, unpack(fields))
     if status == 'queued' then
       seq = seq + 1
-      zargs[#zargs + 1] = int(base + seq)
+      zargs[n + 1] = base + seq
     else
-      zargs[#zargs + 1] = int(due)
+      zargs[n + 1] = due
     end
-    zargs[#zargs + 1] = id
+    zargs[n + 2] = id
+    n = n + 2
     added[#added + 1] = id
     out[#out + 1] = status
   end
