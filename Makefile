@@ -13,10 +13,10 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_DEFAULT_SOURCE \
+override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_DEFAULT_SOURCE \
             -DAQ_VERSION='"$(VERSION)"' -Icommon -I$(BUILD) $(PKG_CFLAGS) $(SAN)
-LDLIBS   += $(PKG_LIBS)
-LDFLAGS  += -Wl,--as-needed $(SAN)
+override LDLIBS += $(PKG_LIBS)
+override LDFLAGS += -Wl,--as-needed $(SAN)
 
 TOOLS    = aq-enqueue aq-status
 COMMON   = $(patsubst common/%.c,$(BUILD)/%.o,$(wildcard common/*.c)) $(BUILD)/scripts.o

@@ -129,11 +129,11 @@ parse_rfc3339(const char *s, int64_t *epoch_ms)
 	tm.tm_mday = d;
 	tm.tm_hour = h;
 	tm.tm_min = mi;
-	tm.tm_sec = sec;
+	tm.tm_sec = sec == 60 ? 59 : sec; /* a leap second: one second after :59 */
 	t = timegm(&tm);
 	if (t == (time_t)-1 || tm.tm_mday != d) /* 31 February and the like */
 		return -1;
-	*epoch_ms = ((int64_t)t - off) * 1000 + frac;
+	*epoch_ms = ((int64_t)t - off + (sec == 60)) * 1000 + frac;
 	return *epoch_ms < 0 ? -1 : 0;
 }
 

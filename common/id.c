@@ -47,19 +47,20 @@ static int
 random_bytes(unsigned char *out, size_t n)
 {
 	static unsigned char pool[4096];
-	static size_t avail;
+	static size_t filled, used; /* pool[used..filled) is fresh */
 
 	while (n > 0) {
 		size_t take;
-		if (avail == 0) {
+		if (used == filled) {
 			ssize_t got = getrandom(pool, sizeof pool, 0);
 			if (got <= 0)
 				return -1;
-			avail = (size_t)got;
+			filled = (size_t)got;
+			used = 0;
 		}
-		take = n < avail ? n : avail;
-		memcpy(out, pool + sizeof pool - avail, take);
-		avail -= take;
+		take = n < filled - used ? n : filled - used;
+		memcpy(out, pool + used, take);
+		used += take;
 		out += take;
 		n -= take;
 	}

@@ -83,7 +83,7 @@ write_field(struct jbuf *b, const char *name, enum field_kind kind,
 		else
 			jb_millis(b, n);
 	} else if (kind == F_JSON && json_check(v->str, v->len, err, sizeof err) == 0) {
-		jb_raw(b, v->str, v->len);
+		jb_json(b, v->str, v->len);
 	} else {
 		jb_str(b, v->str, v->len);
 	}

@@ -28,9 +28,11 @@ void job_options_init(struct job_options *o);
 
 /* job_write_record: append to b the JSON record of the job id of queue
  * from the fields of its hash (an HGETALL reply, not empty): id, queue,
- * status, then what is set of attempt, max_attempts, priority, created,
- * run_at, started, finished, timeout, worker, exit_code, payload, result,
- * error. Times are epoch seconds with milliseconds. */
+ * status, attempt and priority (0 when not stored), then what is set of
+ * max_attempts, created, run_at, started, finished, timeout, worker,
+ * exit_code, payload, result, error. Times are epoch seconds with
+ * milliseconds; payload and result are embedded as JSON (as a string when
+ * what is stored is not JSON). */
 void job_write_record(struct jbuf *b, const char *id, const char *queue,
     const redisReply *hash);
 

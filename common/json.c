@@ -4,8 +4,10 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "mem.h"
 
 static void
@@ -57,8 +59,9 @@ void
 jb_obj_begin(struct jbuf *b)
 {
 	putc_(b, '{');
-	if (b->depth < JB_DEPTH - 1)
-		b->first[++b->depth] = 1;
+	if (b->depth >= JB_DEPTH - 1)
+		die(EX_SOFTWARE, "internal error: JSON nested deeper than %d", JB_DEPTH);
+	b->first[++b->depth] = 1;
 }
 
 void
@@ -166,8 +169,9 @@ void
 jb_millis(struct jbuf *b, int64_t ms)
 {
 	char num[32];
-	int n = snprintf(num, sizeof num, "%s%" PRId64 ".%03" PRId64,
-	    ms < 0 ? "-" : "", (ms < 0 ? -ms : ms) / 1000, (ms < 0 ? -ms : ms) % 1000);
+	uint64_t mag = ms < 0 ? -(uint64_t)ms : (uint64_t)ms; /* INT64_MIN too */
+	int n = snprintf(num, sizeof num, "%s%" PRIu64 ".%03" PRIu64,
+	    ms < 0 ? "-" : "", mag / 1000, mag % 1000);
 
 	put(b, num, (size_t)n);
 }
@@ -203,6 +207,26 @@ jb_line(struct jbuf *b)
 {
 	putc_(b, '\n');
 	return fwrite(b->p, 1, b->len, stdout) == b->len ? 0 : -1;
+}
+
+void
+jb_json(struct jbuf *b, const char *s, size_t n)
+{
+	json_t *v;
+	char *compact;
+
+	if (!memchr(s, '\n', n) && !memchr(s, '\r', n)) {
+		jb_raw(b, s, n);
+		return;
+	}
+	v = json_loadb(s, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	compact = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	if (compact)
+		jb_raw(b, compact, strlen(compact));
+	else
+		jb_str(b, s, n);
+	free(compact);
+	json_decref(v);
 }
 
 int
