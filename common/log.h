@@ -16,8 +16,8 @@ const char *log_progname(void);
 void warnmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* die: warnmsg, then exit with code (an EX_* value). */
-_Noreturn void die(int code, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void die(int code, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 2, 3)));
 
 /* finish_stdout: flush and check stdout, so a full disk or a closed pipe is
  * an error (EX_IOERR) instead of lost output; returns code otherwise. */

@@ -24,8 +24,8 @@ redisContext *redis_connect(const struct redis_url *u);
 
 /* redis_die_io: exit EX_UNAVAILABLE for a connection that failed mid-work
  * (c->err), naming the server and what was being done. */
-_Noreturn void redis_die_io(redisContext *c, const struct redis_url *u,
-    const char *doing);
+void redis_die_io(redisContext *c, const struct redis_url *u,
+    const char *doing) __attribute__((noreturn));
 
 /* redis_command_ok: run argv synchronously; returns the reply, which is not
  * an error reply. Exits like redis_die_io on a dead connection, and with

@@ -398,7 +398,7 @@ setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 	pid=$!
 	exec 5>"$fifo"
 	echo '{"n":1}' >&5
-	wait_for 50 test "$(rcli zcard 'aq:{slow}:wait')" = 1
+	wait_for 50 redis_is 1 zcard 'aq:{slow}:wait'
 	wait_for 50 test -s "$BATS_TEST_TMPDIR/out"
 	echo '{"n":2}' >&5
 	exec 5>&-
@@ -413,7 +413,7 @@ setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 	pid=$!
 	exec 5>"$fifo"
 	seq 1 10 >&5
-	wait_for 50 test "$(rcli zcard 'aq:{ns}:wait')" = 10
+	wait_for 50 redis_is 10 zcard 'aq:{ns}:wait'
 	rcli script flush >/dev/null
 	seq 11 20 >&5
 	exec 5>&-

@@ -59,6 +59,14 @@ rcli() {
 	redis-cli -s "$REDIS_SOCK" "$@"
 }
 
+# redis_is VALUE COMMAND...: the reply of COMMAND is VALUE (for wait_for,
+# which must run the command on every try).
+redis_is() {
+	local want=$1
+	shift
+	[ "$(rcli "$@")" = "$want" ]
+}
+
 # enqueue_ids: the ids of aq-enqueue's output lines in $output, one a line.
 ids_of() {
 	jq -r .id <<<"$1"

@@ -1398,7 +1398,7 @@ test_jb_millis_int64_min(void)
 static void
 test_keys_short(void)
 {
-	struct keys k;
+	struct keys k = {0};
 
 	keys_init(&k, "aq", "q");
 	check_str(k.base, "aq:{q}:", "keys_init: base");
@@ -1420,7 +1420,7 @@ test_keys_longest_not_truncated(void)
 	static const char *suffix[] = {
 		"job:", "wait", "delayed", "active", "wake", "log", "stats", "seq",
 	};
-	struct keys k;
+	struct keys k = {0};
 	const char *got[8];
 	char want[512];
 	int bad = 0;

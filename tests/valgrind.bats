@@ -1,0 +1,42 @@
+#!/usr/bin/env bats
+# valgrind.bats: the tools' normal paths free everything and touch no
+# uninitialised memory, under valgrind's memcheck (skipped without valgrind).
+
+load helpers
+
+setup_file() { redis_start; }
+teardown_file() { redis_stop; }
+setup() {
+	command -v valgrind >/dev/null || skip "valgrind is not installed"
+	cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null
+}
+
+vg() {
+	valgrind -q --leak-check=full --show-leak-kinds=all \
+	    --errors-for-leak-kinds=all --error-exitcode=99 "$@"
+}
+
+@test "aq-enqueue: stdin lines, good and bad, and arguments, leak nothing" {
+	run bash -c "$(declare -f vg); { seq 1 500; echo bad; } | vg aq-enqueue -q vg >jobs"
+	assert_failure 65
+	run bash -c "$(declare -f vg); vg aq-enqueue -q vg --id k --delay 1m --priority 2 '{\"a\":1}'"
+	assert_success
+	run bash -c "$(declare -f vg); vg aq-enqueue -q vg --id k '{}'"
+	assert_success
+	assert_output --partial '"duplicate":true'
+}
+
+@test "aq-status: found, unknown and bad lines leak nothing" {
+	seq 1 300 | aq-enqueue -q vg >jobs
+	run bash -c "$(declare -f vg); { cat jobs; echo unknown-id; echo 'bad id'; } | vg aq-status -q vg >/dev/null"
+	assert_failure 65
+	run bash -c "$(declare -f vg); vg aq-status -q vg \$(head -1 jobs | jq -r .id)"
+	assert_success
+}
+
+@test "usage and connection errors exit cleanly under valgrind" {
+	run bash -c "$(declare -f vg); vg aq-enqueue --priority 5000 '{}'"
+	assert_failure 64
+	run bash -c "$(declare -f vg); vg aq-status -u unix:///nonexistent/redis.sock x"
+	assert_failure 69
+}
