@@ -55,7 +55,8 @@ check: deps all
 	AQ_BIN=$(CURDIR)/$(BIN) AQ_UNIT=$(CURDIR)/$(BUILD)/unit sh tests/run
 
 asan:
-	$(MAKE) BUILD=build/asan BIN=build/asan/bin CFLAGS='-O1 -g -fno-omit-frame-pointer' \
+	AQ_SANITIZED=1 $(MAKE) BUILD=build/asan BIN=build/asan/bin \
+	    CFLAGS='-O1 -g -fno-omit-frame-pointer' \
 	    SAN='-fsanitize=address,undefined -fno-sanitize-recover=all' check
 
 demo: deps all
@@ -63,6 +64,17 @@ demo: deps all
 
 bench: all
 	AQ_BIN=$(CURDIR)/$(BIN) sh bench/enqueue
+
+# libFuzzer over the parsers of untrusted input, FUZZ_SECONDS long (clang).
+FUZZ_SECONDS ?= 30
+fuzz:
+	$(MAKE) CC=clang BUILD=build/fuzz BIN=build/fuzz/bin CFLAGS='-O1 -g' \
+	    SAN='-fsanitize=fuzzer-no-link,address,undefined' build/fuzz/libaq.a
+	clang -O1 -g -std=c11 -D_DEFAULT_SOURCE -Icommon -fsanitize=fuzzer,address,undefined \
+	    -o build/fuzz/fuzz tests/fuzz/fuzz.c build/fuzz/libaq.a $(PKG_LIBS)
+	mkdir -p build/fuzz/corpus
+	build/fuzz/fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    -dict=tests/fuzz/dict build/fuzz/corpus tests/fuzz/seeds
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
@@ -78,4 +90,4 @@ install: all
 clean:
 	rm -rf build bin
 
-.PHONY: all deps check asan demo bench lint install clean
+.PHONY: all deps check asan demo bench fuzz lint install clean

@@ -4,30 +4,40 @@
 #include <string.h>
 #include <time.h>
 
-/* Digits "I[.F]" at *s: *ms_units is the value times 1000 (fraction to the
+/* An optional ".F" at *p: *frac is F in milliseconds (digits past the
+ * third dropped); advances *p; -1 for a dot without a digit. */
+static int
+parse_fraction_ms(const char **p, int64_t *frac)
+{
+	int fdigits = 0;
+
+	*frac = 0;
+	if (**p != '.')
+		return 0;
+	for ((*p)++; **p >= '0' && **p <= '9'; (*p)++, fdigits++)
+		if (fdigits < 3)
+			*frac = *frac * 10 + (**p - '0');
+	for (int i = fdigits; i < 3; i++)
+		*frac *= 10;
+	return fdigits == 0 ? -1 : 0;
+}
+
+/* Digits "I[.F]" at *s: *milli is the value times 1000 (fraction to the
  * millisecond, rounded down); advances *s; -1 when there is no digit. */
 static int
 parse_decimal_milli(const char **s, int64_t *milli)
 {
 	const char *p = *s;
-	int64_t whole = 0, frac = 0;
-	int digits = 0, fdigits = 0;
+	int64_t whole = 0, frac;
+	int digits = 0;
 
 	for (; *p >= '0' && *p <= '9'; p++, digits++) {
 		if (whole > DURATION_MAX_MS)
 			return -1;
 		whole = whole * 10 + (*p - '0');
 	}
-	if (*p == '.') {
-		p++;
-		for (; *p >= '0' && *p <= '9'; p++, fdigits++)
-			if (fdigits < 3)
-				frac = frac * 10 + (*p - '0');
-		if (fdigits == 0)
-			return -1;
-		for (int i = fdigits; i < 3; i++)
-			frac *= 10;
-	}
+	if (parse_fraction_ms(&p, &frac) < 0)
+		return -1;
 	if (digits == 0)
 		return -1;
 	if (whole > DURATION_MAX_MS)
@@ -91,7 +101,8 @@ static int
 parse_rfc3339(const char *s, int64_t *epoch_ms)
 {
 	struct tm tm = {0};
-	int y, mo, d, h, mi, sec, frac = 0, fdigits = 0, off = 0;
+	int y, mo, d, h, mi, sec, off = 0;
+	int64_t frac;
 	time_t t;
 
 	if (fixed_digits(&s, 4, &y) < 0 || expect(&s, "-") < 0 ||
@@ -101,15 +112,8 @@ parse_rfc3339(const char *s, int64_t *epoch_ms)
 	    fixed_digits(&s, 2, &mi) < 0 || expect(&s, ":") < 0 ||
 	    fixed_digits(&s, 2, &sec) < 0)
 		return -1;
-	if (*s == '.') {
-		for (s++; *s >= '0' && *s <= '9'; s++, fdigits++)
-			if (fdigits < 3)
-				frac = frac * 10 + (*s - '0');
-		if (fdigits == 0)
-			return -1;
-		for (int i = fdigits; i < 3; i++)
-			frac *= 10;
-	}
+	if (parse_fraction_ms(&s, &frac) < 0)
+		return -1;
 	if (*s == 'Z' || *s == 'z') {
 		s++;
 	} else if (*s == '+' || *s == '-') {

@@ -8,6 +8,7 @@ setup_file() { redis_start; }
 teardown_file() { redis_stop; }
 setup() {
 	command -v valgrind >/dev/null || skip "valgrind is not installed"
+	[ -z "${AQ_SANITIZED:-}" ] || skip "sanitizer builds do not run under valgrind"
 	cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null
 }
 

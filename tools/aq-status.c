@@ -104,7 +104,7 @@ parse_id_line(const char *line, size_t len, json_t **doc, const char **id,
 		*n = len;
 		return id_valid(line, len) ? 0 : (*why = ID_RULE, -1);
 	}
-	*doc = json_loadb(line, len, 0 | JSON_DECODE_ANY, &e);
+	*doc = json_loadb(line, len, JSON_DECODE_ANY, &e);
 	if (!*doc)
 		return *why = "invalid JSON", -1;
 	v = json_is_object(*doc) ? json_object_get(*doc, "id") : *doc;
