@@ -18,6 +18,7 @@ struct keys {
 	char log[KEY_MAX];     /* stream: the queue's state changes */
 	char stats[KEY_MAX];   /* hash: counters */
 	char seq[KEY_MAX];     /* string: FIFO sequence within a priority */
+	char workers[KEY_MAX]; /* sorted set: live workers by heartbeat expiry */
 	char queues[KEY_MAX];  /* set "aq:queues": the known queue names */
 };
 

@@ -17,6 +17,9 @@ struct script {
 
 /* One per file in common/lua/, defined in the generated build/scripts.c. */
 extern struct script script_enqueue;
+extern struct script script_work;
+extern struct script script_renew;
+extern struct script script_event;
 
 /* script_load: SCRIPT LOAD s into the server of c and remember its sha;
  * exits EX_UNAVAILABLE (naming the script and server) on failure. */

@@ -8,12 +8,7 @@
 -- job with that id is left as it is: the id is an idempotency key).
 -- The record keeps few fields (each one costs): priority, timeout_ms and
 -- run_at only when given; attempt appears with the first claim.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local PRIORITY_SPAN = 4398046511104 -- 2^42 sequence numbers per priority
-local WAKE_MAX = 64
--- integers as text: Lua 5.1 would print big numbers with 14 digits only
-local function int(x) return string.format('%d', x) end
+local now = now_ms()
 
 local jobkey, cap, fresh = ARGV[1], ARGV[2], ARGV[3] == '1'
 local priority, max_attempts, timeout = tonumber(ARGV[4]), ARGV[7], ARGV[8]
@@ -77,12 +72,10 @@ if #added > 0 then
   if status == 'queued' then
     redis.call('ZADD', KEYS[1], unpack(zargs))
     redis.call('SET', KEYS[5], int(seq))
-    local wake = {}
-    for i = 1, math.min(#added, WAKE_MAX) do wake[i] = '1' end
-    redis.call('LPUSH', KEYS[6], unpack(wake))
-    redis.call('LTRIM', KEYS[6], 0, WAKE_MAX - 1)
+    wake(KEYS[6], #added)
   else
     redis.call('ZADD', KEYS[2], unpack(zargs))
+    wake(KEYS[6], 1) -- so a blocked worker sets its timeout to the new due time
   end
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', cap, '*', 'status', status,
     'ids', table.concat(added, ' '))

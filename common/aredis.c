@@ -1,0 +1,263 @@
+/* aredis.c: asynchronous hiredis on libuv with handshake and reconnection. */
+#include "aredis.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+static void connect_now(struct aredis *r);
+static void schedule_retry(struct aredis *r, const char *why);
+
+void
+aredis_init(struct aredis *r, uv_loop_t *loop, const struct redis_url *u,
+    const char *name, struct script **scripts, aredis_state_fn *fn, void *ctx)
+{
+	memset(r, 0, sizeof *r);
+	r->loop = loop;
+	r->url = u;
+	r->name = name;
+	r->scripts = scripts;
+	r->on_state = fn;
+	r->ctx = ctx;
+	r->backoff_ms = BACKOFF_MIN_MS;
+	uv_timer_init(loop, &r->retry);
+	r->retry.data = r;
+}
+
+/* Drop the context now: pending callbacks get NULL. Only from a timer,
+ * never inside a hiredis callback. */
+static void
+free_context(struct aredis *r)
+{
+	redisAsyncContext *ac = r->ac;
+
+	if (ac)
+		redisAsyncFree(ac); /* calls on_disconnect, which clears r->ac */
+	r->ac = NULL;
+}
+
+static void
+on_retry(uv_timer_t *t)
+{
+	struct aredis *r = t->data;
+
+	if (r->stopping) {
+		free_context(r);
+		uv_close((uv_handle_t *)&r->retry, NULL);
+		return;
+	}
+	if (r->ac) { /* aredis_drop */
+		free_context(r);
+		if (!uv_is_active((uv_handle_t *)&r->retry))
+			schedule_retry(r, NULL);
+	} else {
+		connect_now(r);
+	}
+}
+
+static void
+schedule_retry(struct aredis *r, const char *why)
+{
+	char shown[1024];
+
+	if (r->stopping)
+		return;
+	if (r->failures++ == 0 && why)
+		warnmsg("lost the %s connection to redis at %s: %s; reconnecting",
+		    r->name, url_display(r->url, shown, sizeof shown), why);
+	uv_timer_start(&r->retry, on_retry, (uint64_t)r->backoff_ms, 0);
+	r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
+	    r->backoff_ms * 2;
+}
+
+static void
+become_ready(struct aredis *r)
+{
+	char shown[1024];
+
+	r->ready = 1;
+	r->backoff_ms = BACKOFF_MIN_MS;
+	if (r->failures > 0)
+		warnmsg("the %s connection to redis at %s is back", r->name,
+		    url_display(r->url, shown, sizeof shown));
+	r->failures = 0;
+	r->on_state(r, 1, r->ctx);
+}
+
+/* One reply of the handshake (AUTH, SELECT, SCRIPT LOAD ...). */
+static void
+on_handshake(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct aredis *r = ac->data;
+	redisReply *rep = reply;
+	struct script *s = priv;
+
+	if (!r || !rep)
+		return;
+	if (rep->type == REDIS_REPLY_ERROR) {
+		char why[300];
+		snprintf(why, sizeof why, "%s", rep->str);
+		redisAsyncDisconnect(ac);
+		if (r->failures == 0)
+			warnmsg("redis refused the %s connection: %s", r->name, why);
+		return;
+	}
+	if (s && rep->type == REDIS_REPLY_STRING && rep->len == 40) {
+		memcpy(s->sha, rep->str, 40);
+		s->sha[40] = '\0';
+	}
+	if (--r->handshake_left == 0)
+		become_ready(r);
+}
+
+static void
+send_handshake(struct aredis *r)
+{
+	const struct redis_url *u = r->url;
+	char db[16];
+
+	r->handshake_left = 1;
+	if (u->password[0]) {
+		r->handshake_left++;
+		if (u->user[0])
+			redisAsyncCommand(r->ac, on_handshake, NULL, "AUTH %s %s",
+			    u->user, u->password);
+		else
+			redisAsyncCommand(r->ac, on_handshake, NULL, "AUTH %s",
+			    u->password);
+	}
+	if (u->db) {
+		snprintf(db, sizeof db, "%d", u->db);
+		r->handshake_left++;
+		redisAsyncCommand(r->ac, on_handshake, NULL, "SELECT %s", db);
+	}
+	for (struct script **s = r->scripts; s && *s; s++) {
+		r->handshake_left++;
+		redisAsyncCommand(r->ac, on_handshake, *s, "SCRIPT LOAD %s",
+		    (*s)->source);
+	}
+	redisAsyncCommand(r->ac, on_handshake, NULL, "PING");
+}
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+	struct aredis *r = ac->data;
+
+	if (!r)
+		return;
+	if (status != REDIS_OK) {
+		r->ac = NULL; /* hiredis frees it after this callback */
+		schedule_retry(r, ac->errstr);
+		return;
+	}
+	send_handshake(r);
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct aredis *r = ac->data;
+	int was_ready;
+
+	(void)status;
+	if (!r)
+		return;
+	was_ready = r->ready;
+	r->ac = NULL;
+	r->ready = 0;
+	if (was_ready)
+		r->on_state(r, 0, r->ctx);
+	schedule_retry(r, ac->err ? ac->errstr : "connection closed");
+}
+
+static void
+connect_now(struct aredis *r)
+{
+	const struct redis_url *u = r->url;
+
+	if (r->stopping || r->ac)
+		return;
+	r->ac = u->is_unix ? redisAsyncConnectUnix(u->path) :
+	    redisAsyncConnect(u->host, u->port);
+	if (!r->ac) {
+		schedule_retry(r, "out of memory");
+		return;
+	}
+	if (r->ac->err) {
+		char why[256];
+		snprintf(why, sizeof why, "%s", r->ac->errstr);
+		redisAsyncFree(r->ac);
+		r->ac = NULL;
+		schedule_retry(r, why);
+		return;
+	}
+	r->ac->data = r;
+	redisLibuvAttach(r->ac, r->loop);
+	redisAsyncSetConnectCallback(r->ac, on_connect);
+	redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
+}
+
+void
+aredis_start(struct aredis *r)
+{
+	r->stopping = 0;
+	connect_now(r);
+}
+
+void
+aredis_stop(struct aredis *r)
+{
+	if (r->stopping)
+		return;
+	r->stopping = 1;
+	r->ready = 0;
+	uv_timer_start(&r->retry, on_retry, 0, 0);
+}
+
+int
+aredis_command(struct aredis *r, redisCallbackFn *cb, void *priv, int argc,
+    const char **argv, const size_t *lens)
+{
+	if (!r->ready || !r->ac)
+		return -1;
+	return redisAsyncCommandArgv(r->ac, cb, priv, argc, argv, lens) == REDIS_OK ?
+	    0 : -1;
+}
+
+void
+aredis_drop(struct aredis *r, const char *why)
+{
+	char shown[1024];
+
+	if (!r->ac || r->stopping)
+		return;
+	if (r->failures++ == 0)
+		warnmsg("giving up the %s connection to redis at %s: %s; reconnecting",
+		    r->name, url_display(r->url, shown, sizeof shown), why);
+	uv_timer_start(&r->retry, on_retry, 0, 0);
+}
+
+int
+aredis_usable(struct aredis *r, const redisReply *reply, const char *what)
+{
+	if (!reply)
+		return 0;
+	if (reply->type != REDIS_REPLY_ERROR)
+		return 1;
+	if (strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+		/* reconnecting loads them again; replies pending still arrive */
+		if (r->ac && r->failures++ == 0)
+			warnmsg("redis forgot aq's scripts (NOSCRIPT); reconnecting");
+		if (r->ac)
+			redisAsyncDisconnect(r->ac);
+		return 0;
+	}
+	warnmsg("redis refused %s: %s", what, reply->str);
+	return 0;
+}

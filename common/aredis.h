@@ -1,0 +1,64 @@
+/* aredis.h: an asynchronous Redis connection on a libuv loop (hiredis's
+ * libuv adapter) that authenticates, selects, loads the scripts, and
+ * reconnects with backoff for as long as it is started. */
+#ifndef AQ_AREDIS_H
+#define AQ_AREDIS_H
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#include "script.h"
+#include "url.h"
+
+struct aredis;
+
+/* Told when the connection becomes ready (1: authenticated, database
+ * selected, scripts loaded) or is lost (0). Commands whose replies were
+ * pending when it was lost get their callback with a NULL reply first. */
+typedef void aredis_state_fn(struct aredis *r, int ready, void *ctx);
+
+struct aredis {
+	uv_loop_t *loop;
+	const struct redis_url *url;
+	const char *name;             /* what it is for, in messages */
+	struct script **scripts;      /* NULL-terminated, loaded on connect */
+	aredis_state_fn *on_state;
+	void *ctx;
+	redisAsyncContext *ac;        /* NULL while disconnected */
+	int ready;
+	int stopping;
+	int backoff_ms;
+	int failures;                 /* in a row, for quieter messages */
+	int handshake_left;           /* replies awaited before ready */
+	uv_timer_t retry;
+};
+
+/* aredis_init: set r up; nothing connects before aredis_start. */
+void aredis_init(struct aredis *r, uv_loop_t *loop, const struct redis_url *u,
+    const char *name, struct script **scripts, aredis_state_fn *fn, void *ctx);
+
+/* aredis_start: connect now, and again after every loss, with a backoff
+ * from 100 ms to 5 s; losses and recoveries are logged on stderr. */
+void aredis_start(struct aredis *r);
+
+/* aredis_stop: disconnect for good (pending callbacks get NULL) and close
+ * the retry timer; the loop can then end. */
+void aredis_stop(struct aredis *r);
+
+/* aredis_command: send argv; cb(ac, reply, priv) gets the reply, or NULL
+ * when the connection is lost first. Returns -1 (cb not called) when r is
+ * not ready. */
+int aredis_command(struct aredis *r, redisCallbackFn *cb, void *priv, int argc,
+    const char **argv, const size_t *lens);
+
+/* aredis_usable: 1 when reply can be used; 0 for NULL (connection lost) or
+ * an error reply, which is logged, and for NOSCRIPT (the server forgot the
+ * scripts) also makes r reconnect, which loads them again. */
+int aredis_usable(struct aredis *r, const redisReply *reply, const char *what);
+
+/* aredis_drop: give the connection up (as if lost) and reconnect; for a
+ * server that stopped answering. */
+void aredis_drop(struct aredis *r, const char *why);
+
+#endif

@@ -1,0 +1,49 @@
+/* child.h: running a handler: fork and exec with pipes for its stdin,
+ * stdout and stderr, in a process group of its own, dying with its worker
+ * (PR_SET_PDEATHSIG), and a keeper process that kills the groups of a
+ * worker that was killed (SIGKILL), so no handler outlives its worker, and
+ * that kills a handler whose lease its stopped worker could not renew. */
+#ifndef AQ_CHILD_H
+#define AQ_CHILD_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* A started handler: its pid (also its process group) and the worker's
+ * ends of its pipes (close-on-exec, non-blocking). */
+struct child {
+	pid_t pid;
+	int in, out, err;
+};
+
+/* child_find_command: 0 when cmd (a path, or a name looked up in PATH like
+ * execvp does) is an executable file; otherwise -1 with errno set. */
+int child_find_command(const char *cmd);
+
+/* child_keeper_start: fork the keeper before anything else runs; it kills
+ * every process group it was told of when the worker's end of its pipe
+ * closes, whatever ended the worker. Returns 0, or -1 with errno. */
+int child_keeper_start(void);
+
+/* child_spawn: start argv[0] (looked up in PATH) with env added to the
+ * environment ("NAME=value" strings, NULL-terminated). Returns 0 with *c
+ * filled, or -1 with errno: the exec's own error when the command could not
+ * be run (reported back through a close-on-exec pipe). */
+int child_spawn(char *const argv[], char *const env[], struct child *c);
+
+/* child_signal_group: send sig to the process group of c (all it started);
+ * ESRCH (nothing left) is not an error. */
+void child_signal_group(pid_t pid, int sig);
+
+/* child_forget: tell the keeper that the group of pid is gone. */
+void child_forget(pid_t pid);
+
+/* child_guard: tell the keeper to kill the group of pid at deadline_ms
+ * (child_now_ms clock) unless told a later one first: a worker that is
+ * stopped or hung past its lease cannot kill its handler itself. */
+void child_guard(pid_t pid, uint64_t deadline_ms);
+
+/* child_now_ms: CLOCK_MONOTONIC in ms, the clock of child_guard. */
+uint64_t child_now_ms(void);
+
+#endif

@@ -1,0 +1,1230 @@
+/* worker.c: the worker engine: slots running handlers on one libuv loop,
+ * three Redis connections (commands, the blocking wait, cancel notices). */
+#define _GNU_SOURCE
+#include "worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "aredis.h"
+#include "child.h"
+#include "id.h"
+#include "json.h"
+#include "keys.h"
+#include "log.h"
+#include "mem.h"
+#include "redis.h"
+#include "script.h"
+
+#define LOG_CAP "100000"
+#define EVENTS_CAP "10000"
+#define RECOVER_MAX "100"
+#define PROMOTE_MAX "100"
+#define ERROR_TAIL 4096
+#define WAIT_MAX_S 2.0
+#define BACKOFF_CAP_MS (3600 * 1000LL)
+#define SHUTDOWN_KILL_MS 2000
+
+enum stop_reason { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_SHUTDOWN, STOP_LEASE };
+
+/* An outcome waiting to be reported (by the next work call). */
+struct report {
+	char id[ID_MAX + 1];
+	char token[24];
+	const char *outcome;        /* succeeded failed retry cancelled requeue */
+	char *result, *error;
+	char exit_code[8];
+	char delay[24];
+};
+
+/* Output of a handler being cut into lines. */
+struct lines {
+	char *buf;
+	size_t len, cap;
+};
+
+struct slot {
+	struct worker *w;
+	int busy;
+	char id[ID_MAX + 1];
+	char token[24];
+	int attempt, max_attempts;
+	int64_t timeout_ms;
+	struct child child;
+	uv_pipe_t in, out, err;
+	int open_handles;           /* pipes not yet closed */
+	int exited, status;         /* from waitpid */
+	int exec_errno;             /* the command could not be run */
+	enum stop_reason stop;
+	int killed;                 /* SIGKILL sent */
+	int lost;                   /* lease lost: report nothing */
+	uint64_t lease_deadline;    /* child_now_ms clock */
+	struct lines outl, errl;
+	char *last, *payload;       /* last stdout line: the result */
+	size_t last_len;
+	char errtail[2 * ERROR_TAIL];
+	size_t errtail_len;
+	uv_timer_t timeout, kill, lease;
+	uv_write_t write;
+	uv_buf_t wbuf;
+	char env[5][ID_MAX + QUEUE_MAX + 64];
+	unsigned long dropped_events;
+};
+
+struct worker {
+	const struct worker_options *o;
+	uv_loop_t *loop;
+	struct keys keys;
+	char host[256], pid[16], started[24], lease_str[24];
+	struct aredis cmd, block, sub;
+	struct slot *slots;
+	int running;                /* busy slots */
+	struct report *reports;
+	size_t nreports, capreports;
+	size_t reports_in_flight;
+	int work_in_flight, renew_in_flight, wait_in_flight;
+	uint64_t renew_sent_at;
+	long claimed;
+	int draining, forced, done;
+	int burst_idle;             /* --burst and a claim found nothing */
+	int nothing_to_claim;       /* the last claim came back short: wait */
+	int give_up;                /* stop trying to report (Redis gone) */
+	uv_timer_t renew, grace;
+	uv_signal_t sigterm, sigint, sigchld;
+	struct jbuf jb;
+	int exit_code;
+};
+
+static void kick(struct worker *w);
+static void maybe_finish_worker(struct worker *w);
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void
+lines_free(struct lines *l)
+{
+	free(l->buf);
+	memset(l, 0, sizeof *l);
+}
+
+static uint64_t
+random_u64(void)
+{
+	uint64_t v = 0;
+
+	if (getrandom(&v, sizeof v, 0) != sizeof v)
+		v = (uint64_t)time(NULL) ^ (uint64_t)getpid();
+	return v;
+}
+
+/* Exponential backoff with jitter: backoff * 2^(attempt-1), +-25%, capped. */
+static int64_t
+retry_delay(const struct worker *w, int attempt)
+{
+	int64_t d = w->o->backoff_ms;
+
+	for (int i = 1; i < attempt && d < BACKOFF_CAP_MS; i++)
+		d *= 2;
+	if (d > BACKOFF_CAP_MS)
+		d = BACKOFF_CAP_MS;
+	d = d * 3 / 4 + (int64_t)(random_u64() % (uint64_t)(d / 2 + 1));
+	return d;
+}
+
+/* The text of a JSON document for s: s itself when it is JSON, else a JSON
+ * string of it. Returns a new string. */
+static char *
+json_or_string(const char *s, size_t n)
+{
+	char err[64];
+	struct jbuf b = {0};
+	char *out;
+
+	if (n > 0 && json_check(s, n, err, sizeof err) == 0)
+		jb_json(&b, s, n);
+	else
+		jb_str(&b, s, n);
+	out = xstrndup(b.p, b.len);
+	jb_free(&b);
+	return out;
+}
+
+/* ---- reports ---------------------------------------------------------- */
+
+static void
+report_free(struct report *r)
+{
+	free(r->result);
+	free(r->error);
+}
+
+static struct report *
+report_add(struct worker *w, const struct slot *s, const char *outcome)
+{
+	struct report *r;
+
+	if (w->nreports == w->capreports) {
+		w->capreports = w->capreports ? w->capreports * 2 : 16;
+		w->reports = xrealloc(w->reports, w->capreports * sizeof *w->reports);
+	}
+	r = &w->reports[w->nreports++];
+	memset(r, 0, sizeof *r);
+	snprintf(r->id, sizeof r->id, "%s", s->id);
+	snprintf(r->token, sizeof r->token, "%s", s->token);
+	r->outcome = outcome;
+	r->result = xstrdup("");
+	r->error = xstrdup("");
+	return r;
+}
+
+/* Drop the first n reports (they were applied, or are stale). */
+static void
+reports_shift(struct worker *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		report_free(&w->reports[i]);
+	memmove(w->reports, w->reports + n, (w->nreports - n) * sizeof *w->reports);
+	w->nreports -= n;
+}
+
+/* ---- events: output lines of a handler -------------------------------- */
+
+struct event_batch {
+	const char **argv;
+	size_t *lens;
+	char **owned;
+	int argc, cap, nowned;
+};
+
+static void
+batch_push(struct event_batch *b, const char *s, size_t n, int owned)
+{
+	if (b->argc == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 16;
+		b->argv = xrealloc(b->argv, (size_t)b->cap * sizeof *b->argv);
+		b->lens = xrealloc(b->lens, (size_t)b->cap * sizeof *b->lens);
+		b->owned = xrealloc(b->owned, (size_t)b->cap * sizeof *b->owned);
+	}
+	b->argv[b->argc] = s;
+	b->lens[b->argc++] = n;
+	if (owned)
+		b->owned[b->nowned++] = (char *)s;
+}
+
+static void
+batch_free(struct event_batch *b)
+{
+	for (int i = 0; i < b->nowned; i++)
+		free(b->owned[i]);
+	free(b->argv);
+	free(b->lens);
+	free(b->owned);
+}
+
+static void
+on_event_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct worker *w = priv;
+
+	(void)ac;
+	aredis_usable(&w->cmd, reply, "a job's output");
+}
+
+/* Append the line to the batch as an event of type kind. */
+static void
+event_line(struct event_batch *b, const char *kind, const char *line, size_t n)
+{
+	char *data = json_or_string(line, n);
+
+	batch_push(b, kind, strlen(kind), 0);
+	batch_push(b, data, strlen(data), 1);
+}
+
+static void
+send_events(struct slot *s, struct event_batch *b, char *jobkey, char *evkey)
+{
+	char numkeys[16];
+	int nlines = (b->argc - 7) / 2;
+
+	if (nlines <= 0)
+		return;
+	script_argv(&script_event, 2, numkeys, b->argv, b->lens);
+	b->argv[3] = jobkey;
+	b->lens[3] = strlen(jobkey);
+	b->argv[4] = evkey;
+	b->lens[4] = strlen(evkey);
+	if (aredis_command(&s->w->cmd, on_event_reply, s->w, b->argc, b->argv,
+	    b->lens) < 0)
+		s->dropped_events += (unsigned long)nlines;
+}
+
+static void
+keep_error_tail(struct slot *s, const char *line, size_t n)
+{
+	if (n > ERROR_TAIL)
+		line += n - ERROR_TAIL, n = ERROR_TAIL;
+	if (s->errtail_len + n + 1 > sizeof s->errtail) {
+		size_t keep = ERROR_TAIL - n - 1 < s->errtail_len ?
+		    ERROR_TAIL - n - 1 : s->errtail_len;
+		memmove(s->errtail, s->errtail + s->errtail_len - keep, keep);
+		s->errtail_len = keep;
+	}
+	memcpy(s->errtail + s->errtail_len, line, n);
+	s->errtail_len += n;
+	s->errtail[s->errtail_len++] = '\n';
+}
+
+static void
+take_line(struct slot *s, int is_err, char *line, size_t n, struct event_batch *b)
+{
+	if (n > 0 && line[n - 1] == '\r')
+		n--;
+	if (is_err) {
+		fprintf(stderr, "%s: %.*s\n", s->id, (int)n, line);
+		keep_error_tail(s, line, n);
+		event_line(b, "stderr", line, n);
+		return;
+	}
+	free(s->last);
+	s->last = xstrndup(line, n);
+	s->last_len = n;
+	event_line(b, "stdout", line, n);
+}
+
+/* Cut the lines out of l (and the rest too when at_eof or l is full). */
+static void
+cut_lines(struct slot *s, int is_err, struct lines *l, int at_eof,
+    struct event_batch *b)
+{
+	size_t start = 0;
+	char *nl;
+
+	while ((nl = memchr(l->buf + start, '\n', l->len - start))) {
+		take_line(s, is_err, l->buf + start, (size_t)(nl - l->buf) - start, b);
+		start = (size_t)(nl - l->buf) + 1;
+	}
+	if (start < l->len && (at_eof || l->len - start >= s->w->o->cfg->max_line)) {
+		take_line(s, is_err, l->buf + start, l->len - start, b);
+		start = l->len;
+	}
+	memmove(l->buf, l->buf + start, l->len - start);
+	l->len -= start;
+}
+
+/* ---- the handler's process and pipes --------------------------------- */
+
+static void slot_maybe_complete(struct slot *s);
+
+static void
+on_pipe_closed(uv_handle_t *h)
+{
+	struct slot *s = h->data;
+
+	s->open_handles--;
+	slot_maybe_complete(s);
+}
+
+static void
+close_pipe(uv_pipe_t *p)
+{
+	if (!uv_is_closing((uv_handle_t *)p))
+		uv_close((uv_handle_t *)p, on_pipe_closed);
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct slot *s = h->data;
+	struct lines *l = (uv_pipe_t *)h == &s->out ? &s->outl : &s->errl;
+
+	(void)hint;
+	if (l->cap - l->len < 65536) {
+		l->cap = l->len + 65536;
+		l->buf = xrealloc(l->buf, l->cap);
+	}
+	*buf = uv_buf_init(l->buf + l->len, (unsigned)(l->cap - l->len));
+}
+
+static void
+on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+	struct slot *s = st->data;
+	int is_err = (uv_pipe_t *)st == &s->err;
+	struct lines *l = is_err ? &s->errl : &s->outl;
+	struct event_batch b = {0};
+	char jobkey[KEY_MAX + ID_MAX], evkey[KEY_MAX + ID_MAX];
+
+	(void)buf;
+	if (n == 0)
+		return;
+	if (n > 0)
+		l->len += (size_t)n;
+	/* room for EVALSHA sha numkeys KEYS[2] token cap */
+	for (int i = 0; i < 7; i++)
+		batch_push(&b, "", 0, 0);
+	b.argv[5] = s->token;
+	b.lens[5] = strlen(s->token);
+	b.argv[6] = EVENTS_CAP;
+	b.lens[6] = strlen(EVENTS_CAP);
+	cut_lines(s, is_err, l, n < 0, &b);
+	snprintf(jobkey, sizeof jobkey, "%s%s", s->w->keys.job, s->id);
+	snprintf(evkey, sizeof evkey, "%sevents:%s", s->w->keys.base, s->id);
+	send_events(s, &b, jobkey, evkey);
+	batch_free(&b);
+	if (n < 0)
+		close_pipe((uv_pipe_t *)st);
+}
+
+static void
+on_payload_written(uv_write_t *req, int status)
+{
+	struct slot *s = req->data;
+
+	(void)status; /* EPIPE: the handler did not read its input; its business */
+	free(s->payload);
+	s->payload = NULL;
+	close_pipe(&s->in);
+}
+
+static void
+on_kill(uv_timer_t *t)
+{
+	struct slot *s = t->data;
+
+	if (s->busy && !s->exited) {
+		child_signal_group(s->child.pid, SIGKILL);
+		s->killed = 1;
+	}
+}
+
+/* Stop the handler of s: SIGTERM to its group now, SIGKILL after grace_ms. */
+static void
+slot_stop(struct slot *s, enum stop_reason why, int64_t grace_ms)
+{
+	if (!s->busy || s->exited)
+		return;
+	if (s->stop == STOP_NONE || why == STOP_LEASE)
+		s->stop = why;
+	if (grace_ms == 0) {
+		child_signal_group(s->child.pid, SIGKILL);
+		s->killed = 1;
+		return;
+	}
+	child_signal_group(s->child.pid, SIGTERM);
+	if (!uv_is_active((uv_handle_t *)&s->kill))
+		uv_timer_start(&s->kill, on_kill, (uint64_t)grace_ms, 0);
+}
+
+static void
+on_timeout_fired(uv_timer_t *t)
+{
+	struct slot *s = t->data;
+
+	warnmsg("job %s: timed out after %lld ms; stopping its handler", s->id,
+	    (long long)s->timeout_ms);
+	slot_stop(s, STOP_TIMEOUT, s->w->o->grace_ms);
+}
+
+static void
+on_lease_deadline(uv_timer_t *t)
+{
+	struct slot *s = t->data;
+
+	warnmsg("job %s: cannot renew its lease before it expires; killing its "
+	    "handler so that it never runs twice at once", s->id);
+	s->lost = 1;
+	slot_stop(s, STOP_LEASE, 0);
+}
+
+/*
+ * The lease of s runs until at least sent_at + lease (it was claimed or
+ * renewed by a call sent then): the worker kills the handler a margin
+ * before that, and the keeper half a margin before, should the worker be
+ * stopped or hung.
+ */
+static void
+slot_lease_renewed(struct slot *s, uint64_t sent_at)
+{
+	const struct worker *w = s->w;
+	uint64_t margin = (uint64_t)(w->o->lease_ms / 5 > 400 ? w->o->lease_ms / 5 : 400);
+	uint64_t deadline = sent_at + (uint64_t)w->o->lease_ms - margin;
+	uint64_t now = child_now_ms();
+
+	s->lease_deadline = deadline;
+	if (s->child.pid > 0 && !s->exited)
+		child_guard(s->child.pid, deadline + margin / 2);
+	uv_timer_start(&s->lease, on_lease_deadline, deadline > now ? deadline - now : 0, 0);
+}
+
+static void
+slot_env(struct slot *s, char *env[6])
+{
+	const struct worker *w = s->w;
+
+	snprintf(s->env[0], sizeof s->env[0], "AQ_JOB_ID=%s", s->id);
+	snprintf(s->env[1], sizeof s->env[1], "AQ_QUEUE=%s", w->o->cfg->queue);
+	snprintf(s->env[2], sizeof s->env[2], "AQ_ATTEMPT=%d", s->attempt);
+	snprintf(s->env[3], sizeof s->env[3], "AQ_MAX_ATTEMPTS=%d", s->max_attempts);
+	snprintf(s->env[4], sizeof s->env[4], "AQ_WORKER_ID=%s", w->o->worker_id);
+	for (int i = 0; i < 5; i++)
+		env[i] = s->env[i];
+	env[5] = NULL;
+}
+
+static void
+open_pipe(struct slot *s, uv_pipe_t *p, int fd, int readable)
+{
+	uv_pipe_init(s->w->loop, p, 0);
+	p->data = s;
+	uv_pipe_open(p, fd);
+	s->open_handles++;
+	if (readable)
+		uv_read_start((uv_stream_t *)p, on_alloc, on_read);
+}
+
+static void
+slot_start(struct slot *s, redisReply **job, uint64_t claimed_at)
+{
+	struct worker *w = s->w;
+	char *env[6];
+
+	memset(&s->child, 0, sizeof s->child);
+	snprintf(s->id, sizeof s->id, "%.*s", (int)job[0]->len, job[0]->str);
+	snprintf(s->token, sizeof s->token, "%.*s", (int)job[5]->len, job[5]->str);
+	s->attempt = (int)job[2]->integer;
+	s->max_attempts = atoi(job[3]->str ? job[3]->str : "1");
+	s->timeout_ms = job[4]->len ? atoll(job[4]->str) : w->o->timeout_ms;
+	s->busy = 1;
+	s->exited = s->killed = s->lost = 0;
+	s->stop = STOP_NONE;
+	s->exec_errno = 0;
+	s->errtail_len = 0;
+	s->dropped_events = 0;
+	w->running++;
+	slot_lease_renewed(s, claimed_at);
+	slot_env(s, env);
+	if (child_spawn(w->o->argv, env, &s->child) < 0) {
+		s->exec_errno = errno;
+		s->exited = 1;
+		slot_maybe_complete(s);
+		return;
+	}
+	child_guard(s->child.pid, s->lease_deadline + 1);
+	open_pipe(s, &s->in, s->child.in, 0);
+	open_pipe(s, &s->out, s->child.out, 1);
+	open_pipe(s, &s->err, s->child.err, 1);
+	s->payload = xmalloc(job[1]->len + 1);
+	memcpy(s->payload, job[1]->str, job[1]->len);
+	s->payload[job[1]->len] = '\n';
+	s->wbuf = uv_buf_init(s->payload, (unsigned)job[1]->len + 1);
+	s->write.data = s;
+	if (uv_write(&s->write, (uv_stream_t *)&s->in, &s->wbuf, 1,
+	    on_payload_written) < 0) {
+		free(s->payload);
+		s->payload = NULL;
+		close_pipe(&s->in);
+	}
+	if (s->timeout_ms > 0)
+		uv_timer_start(&s->timeout, on_timeout_fired, (uint64_t)s->timeout_ms, 0);
+}
+
+/* Describe how the handler ended, for `error`. */
+static void
+describe_end(const struct slot *s, char *buf, size_t len)
+{
+	if (s->exec_errno)
+		snprintf(buf, len, "cannot run %s: %s", s->w->o->argv[0],
+		    strerror(s->exec_errno));
+	else if (s->stop == STOP_TIMEOUT)
+		snprintf(buf, len, "timed out after %lld ms", (long long)s->timeout_ms);
+	else if (s->stop == STOP_CANCEL)
+		snprintf(buf, len, "cancelled");
+	else if (WIFSIGNALED(s->status))
+		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(s->status),
+		    strsignal(WTERMSIG(s->status)));
+	else
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(s->status));
+}
+
+static const char *
+decide_outcome(const struct slot *s)
+{
+	int code = !s->exec_errno && WIFEXITED(s->status) ? WEXITSTATUS(s->status) : -1;
+
+	if (code == 0 && s->stop != STOP_TIMEOUT)
+		return "succeeded";
+	if (s->stop == STOP_SHUTDOWN)
+		return "requeue";
+	if (s->stop == STOP_CANCEL)
+		return "cancelled";
+	if (code == 65)
+		return "failed";
+	return "retry";
+}
+
+static void
+slot_report(struct slot *s)
+{
+	struct worker *w = s->w;
+	const char *outcome = decide_outcome(s);
+	struct report *r = report_add(w, s, outcome);
+	char why[512];
+
+	if (!s->exec_errno && WIFEXITED(s->status))
+		snprintf(r->exit_code, sizeof r->exit_code, "%d", WEXITSTATUS(s->status));
+	if (strcmp(outcome, "succeeded") == 0) {
+		free(r->result);
+		r->result = s->last ? json_or_string(s->last, s->last_len) : xstrdup("null");
+		return;
+	}
+	describe_end(s, why, sizeof why);
+	free(r->error);
+	r->error = xmalloc(strlen(why) + s->errtail_len + 2);
+	snprintf(r->error, strlen(why) + s->errtail_len + 2, "%s%s%.*s", why,
+	    s->errtail_len ? "\n" : "", (int)(s->errtail_len ? s->errtail_len - 1 : 0),
+	    s->errtail);
+	if (strcmp(outcome, "retry") == 0)
+		snprintf(r->delay, sizeof r->delay, "%lld",
+		    (long long)retry_delay(w, s->attempt));
+	if (strcmp(outcome, "retry") == 0 && s->attempt >= s->max_attempts)
+		r->outcome = outcome = "failed";
+	warnmsg("job %s: attempt %d of %d %s (%s)", s->id, s->attempt,
+	    s->max_attempts, strcmp(outcome, "retry") == 0 ? "failed, will be retried" :
+	    outcome, why);
+}
+
+static void
+slot_maybe_complete(struct slot *s)
+{
+	struct worker *w = s->w;
+
+	if (!s->busy || !s->exited || s->open_handles > 0)
+		return;
+	uv_timer_stop(&s->timeout);
+	uv_timer_stop(&s->kill);
+	uv_timer_stop(&s->lease);
+	if (s->dropped_events)
+		warnmsg("job %s: %lu output lines were not recorded: redis was "
+		    "unreachable", s->id, s->dropped_events);
+	if (!s->lost)
+		slot_report(s);
+	else
+		warnmsg("job %s: its lease was lost; its outcome is not reported "
+		    "(the job will be recovered)", s->id);
+	free(s->last);
+	s->last = NULL;
+	lines_free(&s->outl);
+	lines_free(&s->errl);
+	s->busy = 0;
+	w->running--;
+	kick(w);
+}
+
+static struct slot *
+slot_by_pid(struct worker *w, pid_t pid)
+{
+	for (int i = 0; i < w->o->concurrency; i++)
+		if (w->slots[i].busy && !w->slots[i].exited && w->slots[i].child.pid == pid)
+			return &w->slots[i];
+	return NULL;
+}
+
+static struct slot *
+slot_by_id(struct worker *w, const char *id, size_t n)
+{
+	for (int i = 0; i < w->o->concurrency; i++)
+		if (w->slots[i].busy && strlen(w->slots[i].id) == n &&
+		    memcmp(w->slots[i].id, id, n) == 0)
+			return &w->slots[i];
+	return NULL;
+}
+
+static void
+on_sigchld(uv_signal_t *h, int sig)
+{
+	struct worker *w = h->data;
+	int status;
+	pid_t pid;
+
+	(void)sig;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct slot *s = slot_by_pid(w, pid);
+		if (!s)
+			continue;
+		s->exited = 1;
+		s->status = status;
+		/* what the handler left behind in its group goes with it */
+		child_signal_group(pid, SIGKILL);
+		child_forget(pid);
+		slot_maybe_complete(s);
+	}
+}
+
+/* ---- Redis: the work call --------------------------------------------- */
+
+static int
+free_slots(const struct worker *w)
+{
+	return w->o->concurrency - w->running;
+}
+
+static int
+claim_budget(const struct worker *w)
+{
+	long n = free_slots(w);
+
+	if (w->draining || w->done || w->burst_idle)
+		return 0;
+	if (w->o->max_jobs > 0 && w->o->max_jobs - w->claimed < n)
+		n = w->o->max_jobs - w->claimed;
+	return (int)n;
+}
+
+static struct slot *
+free_slot(struct worker *w)
+{
+	for (int i = 0; i < w->o->concurrency; i++)
+		if (!w->slots[i].busy)
+			return &w->slots[i];
+	return NULL;
+}
+
+static void start_wait(struct worker *w, long long next_due, long long now);
+
+struct work_call {
+	struct worker *w;
+	uint64_t sent_at;
+	size_t nreports;
+	int k;
+};
+
+static void
+apply_verdicts(struct worker *w, const redisReply *verdicts, size_t n)
+{
+	for (size_t i = 0; i < n && i < verdicts->elements; i++)
+		if (strcmp(verdicts->element[i]->str, "stale") == 0)
+			warnmsg("job %s: its lease was taken over before this worker "
+			    "reported it; the outcome (%s) was dropped", w->reports[i].id,
+			    w->reports[i].outcome);
+	reports_shift(w, n);
+}
+
+static void
+start_claimed(struct worker *w, const redisReply *claimed, uint64_t sent_at)
+{
+	for (size_t i = 0; i + 5 < claimed->elements; i += 6) {
+		struct slot *s = free_slot(w);
+		if (!s)
+			break; /* cannot happen: k was the number of free slots */
+		w->claimed++;
+		slot_start(s, claimed->element + i, sent_at);
+	}
+}
+
+static void
+on_work_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct work_call *call = priv;
+	struct worker *w = call->w;
+	redisReply *r = reply;
+
+	(void)ac;
+	w->work_in_flight = 0;
+	if (!aredis_usable(&w->cmd, r, "the work script") || r->type != REDIS_REPLY_ARRAY ||
+	    r->elements != 4) {
+		free(call);
+		return; /* reports stay pending; retried when the connection is back */
+	}
+	apply_verdicts(w, r->element[0], call->nreports);
+	start_claimed(w, r->element[1], call->sent_at);
+	if (call->k > 0 && r->element[1]->elements == 0 && w->o->burst &&
+	    w->running == 0 && w->nreports == 0)
+		w->burst_idle = 1;
+	w->nothing_to_claim = call->k > 0 && r->element[1]->elements / 6 < (size_t)call->k;
+	if (w->nothing_to_claim)
+		start_wait(w, r->element[2]->integer, r->element[3]->integer);
+	free(call);
+	kick(w);
+}
+
+/* Build and send the work script: pending reports and a claim of k. */
+static void
+send_work(struct worker *w, int k)
+{
+	size_t n = w->nreports;
+	int argc = 3 + 7 + 8 + (int)n * 7, a = 3;
+	const char **argv = xcalloc((size_t)argc, sizeof *argv);
+	size_t *lens = xcalloc((size_t)argc, sizeof *lens);
+	char numkeys[16], kbuf[16], nbuf[24];
+	struct work_call *call = xcalloc(1, sizeof *call);
+
+	snprintf(kbuf, sizeof kbuf, "%d", k);
+	snprintf(nbuf, sizeof nbuf, "%zu", n);
+	const char *fixed[] = {w->keys.wait, w->keys.delayed, w->keys.active,
+	    w->keys.stats, w->keys.log, w->keys.seq, w->keys.wake, w->keys.job,
+	    w->o->worker_id, w->lease_str, kbuf, LOG_CAP, RECOVER_MAX, PROMOTE_MAX, nbuf};
+	script_argv(&script_work, 7, numkeys, argv, lens);
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+		argv[a++] = fixed[i];
+	for (size_t i = 0; i < n; i++) {
+		struct report *r = &w->reports[i];
+		const char *f[] = {r->id, r->token, r->outcome, r->result, r->error,
+		    r->exit_code, r->delay};
+		for (int j = 0; j < 7; j++)
+			argv[a++] = f[j];
+	}
+	for (int i = 3; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	call->w = w;
+	call->sent_at = child_now_ms();
+	call->nreports = n;
+	call->k = k;
+	if (aredis_command(&w->cmd, on_work_reply, call, argc, argv, lens) == 0)
+		w->work_in_flight = 1;
+	else
+		free(call);
+	free(argv);
+	free(lens);
+}
+
+/* Something changed: report what finished and claim what there is room for. */
+static void
+kick(struct worker *w)
+{
+	int k = claim_budget(w);
+
+	if (w->work_in_flight || !w->cmd.ready)
+		goto check_end;
+	if (w->nreports > 0 || (k > 0 && !w->nothing_to_claim))
+		send_work(w, k);
+check_end:
+	maybe_finish_worker(w);
+}
+
+/* ---- the blocking wait for new jobs ----------------------------------- */
+
+static void
+on_wait_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct worker *w = priv;
+
+	(void)ac;
+	w->wait_in_flight = 0;
+	w->nothing_to_claim = 0;
+	aredis_usable(&w->block, reply, "the wait for jobs");
+	kick(w);
+}
+
+/*
+ * Nothing to claim: block on the wake list until a job is queued, or the
+ * next delayed job is due (both by the server's clock), at most WAIT_MAX_S.
+ * In burst mode, there is no waiting: the worker ends when idle.
+ */
+static void
+start_wait(struct worker *w, long long next_due, long long now)
+{
+	double secs = WAIT_MAX_S;
+	char timeout[32];
+
+	if (w->o->burst || w->wait_in_flight || !w->block.ready || claim_budget(w) == 0)
+		return;
+	if (next_due >= 0 && (double)(next_due - now) / 1000.0 < secs)
+		secs = (double)(next_due - now) / 1000.0;
+	if (secs < 0.01)
+		secs = 0.01;
+	snprintf(timeout, sizeof timeout, "%.3f", secs);
+	const char *argv[] = {"BLPOP", w->keys.wake, timeout};
+	if (aredis_command(&w->block, on_wait_reply, w, 3, argv, NULL) == 0)
+		w->wait_in_flight = 1;
+}
+
+/* ---- renewal and heartbeat -------------------------------------------- */
+
+struct renew_call {
+	struct worker *w;
+	uint64_t sent_at;
+	int n;
+	char (*ids)[ID_MAX + 1];
+	char (*tokens)[24];
+};
+
+static void
+apply_renewal(struct worker *w, const struct renew_call *c, const redisReply *r)
+{
+	for (int i = 0; i < c->n && (size_t)i < r->elements; i++) {
+		const char *v = r->element[i]->str;
+		struct slot *s = slot_by_id(w, c->ids[i], strlen(c->ids[i]));
+		if (!s || strcmp(s->token, c->tokens[i]) != 0)
+			continue; /* a pending report, or a slot since reused */
+		if (strcmp(v, "ok") == 0) {
+			slot_lease_renewed(s, c->sent_at);
+		} else if (strcmp(v, "cancel") == 0) {
+			slot_lease_renewed(s, c->sent_at);
+			if (s->stop != STOP_CANCEL) {
+				warnmsg("job %s: cancelled; stopping its handler", s->id);
+				slot_stop(s, STOP_CANCEL, w->o->grace_ms);
+			}
+		} else {
+			warnmsg("job %s: the lease was lost (taken over or expired); "
+			    "killing its handler", s->id);
+			s->lost = 1;
+			slot_stop(s, STOP_LEASE, 0);
+		}
+	}
+}
+
+static void
+free_renew_call(struct renew_call *c)
+{
+	free(c->ids);
+	free(c->tokens);
+	free(c);
+}
+
+static void
+on_renew_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct renew_call *c = priv;
+	struct worker *w = c->w;
+	redisReply *r = reply;
+
+	(void)ac;
+	w->renew_in_flight = 0;
+	if (aredis_usable(&w->cmd, r, "the lease renewal") && r->type == REDIS_REPLY_ARRAY)
+		apply_renewal(w, c, r);
+	free_renew_call(c);
+}
+
+static void
+add_held(struct renew_call *c, const char *id, const char *token)
+{
+	snprintf(c->ids[c->n], sizeof c->ids[c->n], "%s", id);
+	snprintf(c->tokens[c->n], sizeof c->tokens[c->n], "%s", token);
+	c->n++;
+}
+
+/* Renew every lease held: running handlers and outcomes not yet reported. */
+static void
+send_renew(struct worker *w)
+{
+	size_t cap = (size_t)w->o->concurrency + w->nreports;
+	struct renew_call *c = xcalloc(1, sizeof *c);
+	char numkeys[16], ttl[24], whash[KEY_MAX + 300];
+	int a = 3;
+
+	c->w = w;
+	c->ids = xcalloc(cap + 1, sizeof *c->ids);
+	c->tokens = xcalloc(cap + 1, sizeof *c->tokens);
+	for (int i = 0; i < w->o->concurrency; i++)
+		if (w->slots[i].busy && !w->slots[i].lost && w->slots[i].token[0])
+			add_held(c, w->slots[i].id, w->slots[i].token);
+	for (size_t i = 0; i < w->nreports; i++)
+		add_held(c, w->reports[i].id, w->reports[i].token);
+	snprintf(ttl, sizeof ttl, "%lld", (long long)w->o->lease_ms);
+	snprintf(whash, sizeof whash, "%sworker:%s", w->keys.base, w->o->worker_id);
+	int argc = 3 + 3 + 8 + 2 * c->n;
+	const char **argv = xcalloc((size_t)argc, sizeof *argv);
+	size_t *lens = xcalloc((size_t)argc, sizeof *lens);
+	script_argv(&script_renew, 3, numkeys, argv, lens);
+	const char *fixed[] = {w->keys.active, w->keys.workers, whash, w->keys.job,
+	    w->o->worker_id, w->lease_str, ttl, w->host, w->pid, w->o->cfg->queue,
+	    w->started};
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+		argv[a++] = fixed[i];
+	for (int i = 0; i < c->n; i++) {
+		argv[a++] = c->ids[i];
+		argv[a++] = c->tokens[i];
+	}
+	for (int i = 3; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	c->sent_at = child_now_ms();
+	if (aredis_command(&w->cmd, on_renew_reply, c, argc, argv, lens) == 0) {
+		w->renew_in_flight = 1;
+		w->renew_sent_at = c->sent_at;
+	} else {
+		free_renew_call(c);
+	}
+	free(argv);
+	free(lens);
+}
+
+static void
+on_renew_timer(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+
+	if (w->renew_in_flight) {
+		/* a server that takes a whole renewal period to answer is gone */
+		if (child_now_ms() - w->renew_sent_at >= (uint64_t)w->o->lease_ms / 3)
+			aredis_drop(&w->cmd, "no answer to the lease renewal");
+		return;
+	}
+	if (w->cmd.ready)
+		send_renew(w);
+	if (w->nothing_to_claim && !w->wait_in_flight) {
+		/* the wait connection is down: look now and then all the same */
+		w->nothing_to_claim = 0;
+		kick(w);
+	}
+}
+
+/* ---- cancel notices --------------------------------------------------- */
+
+static void
+on_cancel_notice(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct worker *w = priv;
+	redisReply *r = reply;
+	struct slot *s;
+
+	(void)ac;
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+	    r->element[0]->type != REDIS_REPLY_STRING ||
+	    strcmp(r->element[0]->str, "message") != 0)
+		return;
+	s = slot_by_id(w, r->element[2]->str, r->element[2]->len);
+	if (s && s->stop != STOP_CANCEL) {
+		warnmsg("job %s: cancelled; stopping its handler", s->id);
+		slot_stop(s, STOP_CANCEL, w->o->grace_ms);
+	}
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+static void
+on_cmd_state(struct aredis *r, int ready, void *ctx)
+{
+	struct worker *w = ctx;
+	(void)r;
+
+	if (!ready) {
+		w->work_in_flight = w->renew_in_flight = 0;
+		return;
+	}
+	send_renew(w); /* register, and learn which leases are still ours */
+	kick(w);
+}
+
+static void
+on_block_state(struct aredis *r, int ready, void *ctx)
+{
+	struct worker *w = ctx;
+	(void)r;
+
+	w->wait_in_flight = 0;
+	if (ready) {
+		w->nothing_to_claim = 0;
+		kick(w);
+	}
+}
+
+static void
+on_sub_state(struct aredis *r, int ready, void *ctx)
+{
+	struct worker *w = ctx;
+	char channel[KEY_MAX];
+	const char *argv[] = {"SUBSCRIBE", channel};
+
+	if (!ready)
+		return;
+	snprintf(channel, sizeof channel, "%scancel", w->keys.base);
+	aredis_command(r, on_cancel_notice, w, 2, argv, NULL);
+}
+
+/* ---- shutdown --------------------------------------------------------- */
+
+static void
+on_grace_over(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+
+	if (w->running > 0)
+		warnmsg("grace period over: stopping %d handler%s; their jobs go back "
+		    "on the queue", w->running, w->running == 1 ? "" : "s");
+	for (int i = 0; i < w->o->concurrency; i++)
+		slot_stop(&w->slots[i], STOP_SHUTDOWN, SHUTDOWN_KILL_MS);
+	if (!w->cmd.ready || w->forced)
+		w->give_up = !w->cmd.ready;
+	if (w->running > 0 || (w->nreports > 0 && !w->give_up))
+		uv_timer_start(&w->grace, on_grace_over, SHUTDOWN_KILL_MS, 0);
+	maybe_finish_worker(w);
+}
+
+static void
+on_signal(uv_signal_t *h, int sig)
+{
+	struct worker *w = h->data;
+
+	if (w->draining) {
+		warnmsg("second %s: stopping now", strsignal(sig));
+		w->forced = 1;
+		w->exit_code = EX_TEMPFAIL;
+		for (int i = 0; i < w->o->concurrency; i++)
+			slot_stop(&w->slots[i], STOP_SHUTDOWN, 0);
+		uv_timer_start(&w->grace, on_grace_over, (uint64_t)SHUTDOWN_KILL_MS, 0);
+		maybe_finish_worker(w);
+		return;
+	}
+	w->draining = 1;
+	warnmsg("%s: no new jobs; waiting up to %lld ms for %d running", strsignal(sig),
+	    (long long)w->o->grace_ms, w->running);
+	uv_timer_start(&w->grace, on_grace_over, (uint64_t)w->o->grace_ms, 0);
+	kick(w);
+}
+
+static void
+close_any(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static int
+out_of_work(const struct worker *w)
+{
+	return w->draining || w->burst_idle ||
+	    (w->o->max_jobs > 0 && w->claimed >= w->o->max_jobs);
+}
+
+/* The worker is done when nothing runs, nothing is left to report (or
+ * Redis stayed out of reach past the grace period), and it was told to
+ * stop or ran out of work. Then the loop is let to run dry. */
+static void
+maybe_finish_worker(struct worker *w)
+{
+	if (w->done || w->running > 0 || !out_of_work(w) || w->work_in_flight)
+		return;
+	if (w->nreports > 0 && !w->give_up)
+		return;
+	if (w->nreports > 0)
+		warnmsg("%zu outcomes could not be reported: redis is unreachable; "
+		    "their jobs will be recovered when their leases expire", w->nreports);
+	w->done = 1;
+	aredis_stop(&w->cmd);
+	aredis_stop(&w->block);
+	aredis_stop(&w->sub);
+	uv_close((uv_handle_t *)&w->renew, NULL);
+	uv_close((uv_handle_t *)&w->grace, NULL);
+	uv_close((uv_handle_t *)&w->sigterm, NULL);
+	uv_close((uv_handle_t *)&w->sigint, NULL);
+	uv_close((uv_handle_t *)&w->sigchld, NULL);
+}
+
+/* ---- setup ------------------------------------------------------------ */
+
+static struct script *cmd_scripts[] = {&script_work, &script_renew, &script_event, NULL};
+
+static void
+init_slots(struct worker *w)
+{
+	w->slots = xcalloc((size_t)w->o->concurrency, sizeof *w->slots);
+	for (int i = 0; i < w->o->concurrency; i++) {
+		struct slot *s = &w->slots[i];
+		s->w = w;
+		uv_timer_t *timers[] = {&s->timeout, &s->kill, &s->lease};
+		for (int j = 0; j < 3; j++) {
+			uv_timer_init(w->loop, timers[j]);
+			timers[j]->data = s;
+		}
+	}
+}
+
+static void
+init_signal(struct worker *w, uv_signal_t *h, int sig, uv_signal_cb cb)
+{
+	uv_signal_init(w->loop, h);
+	h->data = w;
+	uv_signal_start(h, cb, sig);
+}
+
+/* Take the worker out of the registry: a clean exit leaves no trace. */
+static void
+unregister(struct worker *w)
+{
+	char err[256], whash[KEY_MAX + 300];
+	int code;
+	redisContext *c = redis_try_connect(&w->o->cfg->redis, err, sizeof err, &code);
+
+	if (!c)
+		return;
+	snprintf(whash, sizeof whash, "%sworker:%s", w->keys.base, w->o->worker_id);
+	const char *zrem[] = {"ZREM", w->keys.workers, w->o->worker_id};
+	const char *del[] = {"DEL", whash};
+	redisAppendCommandArgv(c, 3, zrem, NULL);
+	redisAppendCommandArgv(c, 2, del, NULL);
+	for (int i = 0; i < 2; i++) {
+		void *r = NULL;
+		if (redisGetReply(c, &r) != REDIS_OK)
+			break;
+		freeReplyObject(r);
+	}
+	redisFree(c);
+}
+
+static void
+cleanup(struct worker *w)
+{
+	for (int i = 0; i < w->o->concurrency; i++) {
+		free(w->slots[i].last);
+		free(w->slots[i].payload);
+		lines_free(&w->slots[i].outl);
+		lines_free(&w->slots[i].errl);
+	}
+	reports_shift(w, w->nreports);
+	free(w->reports);
+	free(w->slots);
+	jb_free(&w->jb);
+}
+
+int
+worker_run(const struct worker_options *o)
+{
+	static struct worker w;
+	uv_loop_t loop;
+
+	w.o = o;
+	w.loop = &loop;
+	uv_loop_init(&loop);
+	keys_init(&w.keys, o->cfg->prefix, o->cfg->queue);
+	if (gethostname(w.host, sizeof w.host) < 0)
+		snprintf(w.host, sizeof w.host, "unknown");
+	snprintf(w.pid, sizeof w.pid, "%d", (int)getpid());
+	snprintf(w.started, sizeof w.started, "%lld", (long long)time(NULL) * 1000);
+	snprintf(w.lease_str, sizeof w.lease_str, "%lld", (long long)o->lease_ms);
+	init_slots(&w);
+	init_signal(&w, &w.sigterm, SIGTERM, on_signal);
+	init_signal(&w, &w.sigint, SIGINT, on_signal);
+	init_signal(&w, &w.sigchld, SIGCHLD, on_sigchld);
+	uv_timer_init(&loop, &w.grace);
+	w.grace.data = &w;
+	uv_timer_init(&loop, &w.renew);
+	w.renew.data = &w;
+	uv_timer_start(&w.renew, on_renew_timer, (uint64_t)o->lease_ms / 3,
+	    (uint64_t)o->lease_ms / 3);
+	aredis_init(&w.cmd, &loop, &o->cfg->redis, "command", cmd_scripts,
+	    on_cmd_state, &w);
+	aredis_init(&w.block, &loop, &o->cfg->redis, "wait", NULL, on_block_state, &w);
+	aredis_init(&w.sub, &loop, &o->cfg->redis, "cancel notice", NULL,
+	    on_sub_state, &w);
+	aredis_start(&w.cmd);
+	aredis_start(&w.block);
+	aredis_start(&w.sub);
+
+	uv_run(&loop, UV_RUN_DEFAULT);
+
+	unregister(&w);
+	uv_walk(&loop, close_any, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	cleanup(&w);
+	return w.exit_code;
+}

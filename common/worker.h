@@ -1,0 +1,29 @@
+/* worker.h: the worker engine behind aq-worker: one libuv loop that claims
+ * jobs, runs a handler per job, streams its output, renews leases, obeys
+ * cancellations and timeouts, reports outcomes, and shuts down gracefully. */
+#ifndef AQ_WORKER_H
+#define AQ_WORKER_H
+
+#include <stdint.h>
+
+#include "config.h"
+
+struct worker_options {
+	const struct config *cfg;
+	const char *worker_id;      /* AQ_WORKER_ID, --worker-id or host:pid */
+	char **argv;                /* the handler command */
+	int concurrency;            /* -c */
+	int64_t lease_ms;           /* --lease */
+	int64_t grace_ms;           /* --grace */
+	int64_t timeout_ms;         /* --timeout: 0 for none */
+	int64_t backoff_ms;         /* --backoff: first retry delay */
+	long max_jobs;              /* --max-jobs: 0 for no limit */
+	int burst;                  /* --burst: exit when there is nothing to do */
+};
+
+/* worker_run: work until told to stop (or out of work with burst or
+ * max_jobs); returns the exit code: 0, or EX_TEMPFAIL when stopped at once
+ * by a second signal. */
+int worker_run(const struct worker_options *o);
+
+#endif

@@ -1,0 +1,144 @@
+/* aq-worker: run any program as a reliable worker: aq-worker -- CMD ARGS
+ * runs CMD once per job of the queue, with leases, retries, timeouts,
+ * cancellation and graceful shutdown. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "config.h"
+#include "id.h"
+#include "log.h"
+#include "redis.h"
+#include "worker.h"
+
+#define CONCURRENCY_MAX 1024
+#define WORKER_ID_MAX 200
+
+enum { OPT_LEASE = OPT_TOOL, OPT_GRACE, OPT_TIMEOUT, OPT_BACKOFF, OPT_MAX_JOBS,
+	OPT_BURST, OPT_WORKER_ID };
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: aq-worker [-q queue] [-u url | --redis-url-file path] [--prefix p]\n"
+	    "                 [-c n] [--lease duration] [--grace duration]\n"
+	    "                 [--timeout duration] [--backoff duration] [--max-jobs n]\n"
+	    "                 [--burst] [--worker-id id] [--max-line size]\n"
+	    "                 -- command [argument ...]\n");
+}
+
+static void
+parse_options(struct worker_options *o, struct config *cfg, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CONFIG_LONG_OPTIONS,
+		CONFIG_LONG_OPTIONS_LINES,
+		{"concurrency", required_argument, NULL, 'c'},
+		{"lease", required_argument, NULL, OPT_LEASE},
+		{"grace", required_argument, NULL, OPT_GRACE},
+		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{"backoff", required_argument, NULL, OPT_BACKOFF},
+		{"max-jobs", required_argument, NULL, OPT_MAX_JOBS},
+		{"burst", no_argument, NULL, OPT_BURST},
+		{"worker-id", required_argument, NULL, OPT_WORKER_ID},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	/* "+": options after the command belong to the command */
+	while ((c = getopt_long(argc, argv, "+q:u:hc:", longopts, NULL)) != -1) {
+		if (config_option(cfg, c, optarg, usage))
+			continue;
+		switch (c) {
+		case 'c':
+			o->concurrency = (int)option_int("--concurrency", optarg, 1,
+			    CONCURRENCY_MAX);
+			break;
+		case OPT_LEASE:
+			o->lease_ms = option_duration("--lease", optarg, 0);
+			if (o->lease_ms < 1000)
+				die(EX_USAGE, "invalid --lease '%s': want 1s or more", optarg);
+			break;
+		case OPT_GRACE:
+			o->grace_ms = option_duration("--grace", optarg, 1);
+			break;
+		case OPT_TIMEOUT:
+			o->timeout_ms = option_duration("--timeout", optarg, 0);
+			break;
+		case OPT_BACKOFF:
+			o->backoff_ms = option_duration("--backoff", optarg, 0);
+			break;
+		case OPT_MAX_JOBS:
+			o->max_jobs = option_int("--max-jobs", optarg, 1, 1000000000L);
+			break;
+		case OPT_BURST:
+			o->burst = 1;
+			break;
+		case OPT_WORKER_ID:
+			o->worker_id = optarg;
+			break;
+		default:
+			usage(stderr);
+			exit(EX_USAGE);
+		}
+	}
+}
+
+/* AQ_WORKER_ID, --worker-id, or host:pid; ids follow the job id rules. */
+static const char *
+resolve_worker_id(const char *given)
+{
+	static char id[WORKER_ID_MAX + 1];
+	char host[128];
+	const char *env = getenv("AQ_WORKER_ID");
+
+	if (!given && env && *env)
+		given = env;
+	if (given) {
+		if (!id_valid(given, strlen(given)))
+			die(EX_USAGE, "invalid worker id '%.80s': want 1 to %d of "
+			    "A-Z a-z 0-9 . _ : @ / -", given, ID_MAX);
+		return given;
+	}
+	if (gethostname(host, sizeof host) < 0 || !id_valid(host, strnlen(host, sizeof host)))
+		snprintf(host, sizeof host, "host");
+	snprintf(id, sizeof id, "%s:%d", host, (int)getpid());
+	return id;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config cfg;
+	struct worker_options o = {.concurrency = 1, .lease_ms = 30000,
+	    .grace_ms = 10000, .backoff_ms = 1000};
+	redisContext *probe;
+
+	log_init(argv[0]);
+	config_init(&cfg);
+	parse_options(&o, &cfg, argc, argv);
+	config_finish(&cfg);
+	if (optind >= argc)
+		die(EX_USAGE, "no command to run: aq-worker [options] -- command [argument ...]");
+	o.argv = argv + optind;
+	if (child_find_command(o.argv[0]) < 0)
+		die(EX_USAGE, "cannot run %s:", o.argv[0]);
+	o.cfg = &cfg;
+	o.worker_id = resolve_worker_id(o.worker_id);
+
+	probe = redis_connect(&cfg.redis); /* exit 69 or 77 now, not in the loop */
+	redisFree(probe);
+	signal(SIGPIPE, SIG_IGN); /* a handler that does not read its payload */
+	if (child_keeper_start() < 0)
+		die(EX_OSERR, "cannot start the keeper process:");
+	warnmsg("worker %s on queue %s: running %s with %d slot%s", o.worker_id,
+	    cfg.queue, o.argv[0], o.concurrency, o.concurrency == 1 ? "" : "s");
+	int rc = worker_run(&o);
+	url_forget(&cfg.redis);
+	return rc;
+}
