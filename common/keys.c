@@ -16,5 +16,6 @@ keys_init(struct keys *k, const char *prefix, const char *queue)
 	snprintf(k->stats, sizeof k->stats, "%sstats", k->base);
 	snprintf(k->seq, sizeof k->seq, "%sseq", k->base);
 	snprintf(k->workers, sizeof k->workers, "%sworkers", k->base);
+	snprintf(k->cancel, sizeof k->cancel, "%scancel", k->base);
 	snprintf(k->queues, sizeof k->queues, "%s:queues", prefix);
 }

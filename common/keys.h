@@ -19,6 +19,7 @@ struct keys {
 	char stats[KEY_MAX];   /* hash: counters */
 	char seq[KEY_MAX];     /* string: FIFO sequence within a priority */
 	char workers[KEY_MAX]; /* sorted set: live workers by heartbeat expiry */
+	char cancel[KEY_MAX];  /* pub/sub channel: ids of jobs to cancel */
 	char queues[KEY_MAX];  /* set "aq:queues": the known queue names */
 };
 

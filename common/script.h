@@ -17,6 +17,7 @@ struct script {
 
 /* One per file in common/lua/, defined in the generated build/scripts.c. */
 extern struct script script_enqueue;
+extern struct script script_cancel;
 extern struct script script_work;
 extern struct script script_renew;
 extern struct script script_event;

@@ -96,6 +96,8 @@ struct worker {
 	int draining, forced, done;
 	int burst_idle;             /* --burst and a claim found nothing */
 	int nothing_to_claim;       /* the last claim came back short: wait */
+	int cmd_lost;               /* the command connection was lost ... */
+	int announce_leases;        /* ... so say what is still ours when back */
 	int give_up;                /* stop trying to report (Redis gone) */
 	uv_timer_t renew, grace;
 	uv_signal_t sigterm, sigint, sigchld;
@@ -189,6 +191,8 @@ report_add(struct worker *w, const struct slot *s, const char *outcome)
 static void
 reports_shift(struct worker *w, size_t n)
 {
+	if (n == 0)
+		return;
 	for (size_t i = 0; i < n; i++)
 		report_free(&w->reports[i]);
 	memmove(w->reports, w->reports + n, (w->nreports - n) * sizeof *w->reports);
@@ -856,9 +860,25 @@ struct renew_call {
 	char (*tokens)[24];
 };
 
+/* After an outage: which leases held out, which were lost. */
+static void
+announce_leases(const struct renew_call *c, const redisReply *r)
+{
+	int kept = 0;
+
+	for (int i = 0; i < c->n && (size_t)i < r->elements; i++)
+		kept += strcmp(r->element[i]->str, "lost") != 0;
+	warnmsg("back in touch with redis: still holding the leases of %d job%s; "
+	    "%d lost", kept, kept == 1 ? "" : "s", c->n - kept);
+}
+
 static void
 apply_renewal(struct worker *w, const struct renew_call *c, const redisReply *r)
 {
+	if (w->announce_leases) {
+		w->announce_leases = 0;
+		announce_leases(c, r);
+	}
 	for (int i = 0; i < c->n && (size_t)i < r->elements; i++) {
 		const char *v = r->element[i]->str;
 		struct slot *s = slot_by_id(w, c->ids[i], strlen(c->ids[i]));
@@ -1007,8 +1027,11 @@ on_cmd_state(struct aredis *r, int ready, void *ctx)
 
 	if (!ready) {
 		w->work_in_flight = w->renew_in_flight = 0;
+		w->cmd_lost = 1;
 		return;
 	}
+	w->announce_leases = w->cmd_lost;
+	w->cmd_lost = 0;
 	send_renew(w); /* register, and learn which leases are still ours */
 	kick(w);
 }
@@ -1030,12 +1053,10 @@ static void
 on_sub_state(struct aredis *r, int ready, void *ctx)
 {
 	struct worker *w = ctx;
-	char channel[KEY_MAX];
-	const char *argv[] = {"SUBSCRIBE", channel};
+	const char *argv[] = {"SUBSCRIBE", w->keys.cancel};
 
 	if (!ready)
 		return;
-	snprintf(channel, sizeof channel, "%scancel", w->keys.base);
 	aredis_command(r, on_cancel_notice, w, 2, argv, NULL);
 }
 

@@ -275,6 +275,7 @@ field() { # field QUEUE ID JQ-FILTER
 	assert_equal "$(cat worker.w.rc)" 0
 	run cat worker.w.err
 	assert_output --partial 'is back'
+	assert_output --partial 'still holding the leases of 1 job; 0 lost'
 	redis_kill
 	rm -f "$REDIS_DIR"/appendonlydir/* && redis_run
 }
@@ -339,4 +340,38 @@ field() { # field QUEUE ID JQ-FILTER
 	assert_success
 	assert_equal "$(field junk g .status)" '"succeeded"'
 	aq-status -q junk g | jq -e .result >/dev/null
+}
+
+@test "cancel a running job: its handler gets SIGTERM within a second, the job ends cancelled" {
+	aq-enqueue -q cx --id run '{"sleep":60}' >/dev/null
+	start_worker w -q cx -- "$HANDLERS/record"
+	wait_for 50 job_is cx run running
+	run aq-cancel -q cx run
+	assert_success
+	assert_output --partial '"status":"cancelling"'
+	wait_for 10 job_is cx run cancelled
+	assert_equal "$(rcli hget 'aq:{cx}:stats' cancelled)" 1
+	run cat worker.w.err
+	assert_output --partial 'job run: cancelled; stopping its handler'
+	stop_worker w
+}
+
+@test "cancel a queued job: it never runs" {
+	aq-enqueue -q cq --id never '{}' >/dev/null
+	aq-enqueue -q cq --id runs '{}' >/dev/null
+	aq-cancel -q cq never >/dev/null
+	run aq-worker -q cq --burst -- "$HANDLERS/record"
+	assert_success
+	assert_equal "$(awk '{print $1}' "$RECORD" | paste -sd' ')" runs
+	assert_equal "$(field cq never .status)" '"cancelled"'
+}
+
+@test "a cancel notice missed by the worker is caught by its lease renewal" {
+	aq-enqueue -q cm --id run '{"sleep":60}' >/dev/null
+	start_worker w -q cm --lease 1500ms -- "$HANDLERS/record"
+	wait_for 50 job_is cm run running
+	# what aq-cancel does, without the pub/sub notice
+	rcli hset 'aq:{cm}:job:run' cancel 1 >/dev/null
+	wait_for 30 job_is cm run cancelled
+	stop_worker w
 }

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "id.h"
+#include "idline.h"
 #include "job.h"
 #include "json.h"
 #include "jsonl.h"
@@ -18,7 +19,6 @@
 #include "redis.h"
 
 #define LOOKUP_BATCH 256
-#define ID_RULE "invalid id (ids are 1 to 200 of A-Z a-z 0-9 . _ : @ / -)"
 
 struct lookup {
 	char id[ID_MAX + 1];
@@ -86,43 +86,6 @@ add_lookup(struct status_run *s, const char *id, size_t n, const char *queue)
 		flush_batch(s);
 }
 
-/*
- * A line is a bare id, a JSON string, or a JSON object with "id" and
- * optionally "queue" (so aq-enqueue's output can be piped in). Returns 0
- * with *id, *n and *queue set, or -1 with the reason in why.
- */
-static int
-parse_id_line(const char *line, size_t len, json_t **doc, const char **id,
-    size_t *n, const char **queue, const char **why)
-{
-	json_error_t e;
-	json_t *v;
-
-	*doc = NULL;
-	if (line[0] != '{' && line[0] != '"') {
-		*id = line;
-		*n = len;
-		return id_valid(line, len) ? 0 : (*why = ID_RULE, -1);
-	}
-	*doc = json_loadb(line, len, JSON_DECODE_ANY, &e);
-	if (!*doc)
-		return *why = "invalid JSON", -1;
-	v = json_is_object(*doc) ? json_object_get(*doc, "id") : *doc;
-	if (!json_is_string(v))
-		return *why = "no \"id\" string in the object", -1;
-	*id = json_string_value(v);
-	*n = json_string_length(v);
-	if (!id_valid(*id, *n))
-		return *why = ID_RULE, -1;
-	v = json_is_object(*doc) ? json_object_get(*doc, "queue") : NULL;
-	if (v) {
-		if (!json_is_string(v) || !queue_valid(json_string_value(v)))
-			return *why = "invalid \"queue\"", -1;
-		*queue = json_string_value(v);
-	}
-	return 0;
-}
-
 static int
 on_line(char *line, size_t len, unsigned long lineno, void *ctx)
 {
@@ -131,11 +94,7 @@ on_line(char *line, size_t len, unsigned long lineno, void *ctx)
 	json_t *doc;
 	size_t n;
 
-	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
-		line[--len] = '\0';
-	while (*line == ' ' || *line == '\t')
-		line++, len--;
-	if (parse_id_line(line, len, &doc, &id, &n, &queue, &why) < 0) {
+	if (idline_parse(line, len, &doc, &id, &n, &queue, &why) < 0) {
 		warnmsg("line %lu: %s, skipped", lineno, why);
 		s->rejected++;
 	} else {
@@ -175,10 +134,7 @@ main(int argc, char **argv)
 	config_finish(&s.cfg);
 	argc -= optind;
 	argv += optind;
-	for (int i = 0; i < argc; i++)
-		if (!id_valid(argv[i], strlen(argv[i])))
-			die(EX_USAGE, "argument %d: invalid id: want 1 to %d of "
-			    "A-Z a-z 0-9 . _ : @ / -", i + 1, ID_MAX);
+	idline_check_args(argc, argv);
 	s.redis = redis_connect(&s.cfg.redis);
 
 	if (argc > 0) {

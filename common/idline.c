@@ -1,0 +1,54 @@
+/* idline.c: ids from arguments and from lines of input. */
+#include "idline.h"
+
+#include <string.h>
+
+#include "id.h"
+#include "log.h"
+
+#define ID_RULE "invalid id (ids are 1 to 200 of A-Z a-z 0-9 . _ : @ / -)"
+
+void
+idline_check_args(int argc, char **argv)
+{
+	for (int i = 0; i < argc; i++)
+		if (!id_valid(argv[i], strlen(argv[i])))
+			die(EX_USAGE, "argument %d: invalid id: want 1 to %d of "
+			    "A-Z a-z 0-9 . _ : @ / -", i + 1, ID_MAX);
+}
+
+int
+idline_parse(char *line, size_t len, json_t **doc, const char **id,
+    size_t *n, const char **queue, const char **why)
+{
+	json_error_t e;
+	json_t *v;
+
+	*doc = NULL;
+	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+		line[--len] = '\0';
+	while (*line == ' ' || *line == '\t')
+		line++, len--;
+	if (line[0] != '{' && line[0] != '"') {
+		*id = line;
+		*n = len;
+		return id_valid(line, len) ? 0 : (*why = ID_RULE, -1);
+	}
+	*doc = json_loadb(line, len, JSON_DECODE_ANY, &e);
+	if (!*doc)
+		return *why = "invalid JSON", -1;
+	v = json_is_object(*doc) ? json_object_get(*doc, "id") : *doc;
+	if (!json_is_string(v))
+		return *why = "no \"id\" string in the object", -1;
+	*id = json_string_value(v);
+	*n = json_string_length(v);
+	if (!id_valid(*id, *n))
+		return *why = ID_RULE, -1;
+	v = json_is_object(*doc) ? json_object_get(*doc, "queue") : NULL;
+	if (v) {
+		if (!json_is_string(v) || !queue_valid(json_string_value(v)))
+			return *why = "invalid \"queue\"", -1;
+		*queue = json_string_value(v);
+	}
+	return 0;
+}

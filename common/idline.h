@@ -1,0 +1,22 @@
+/* idline.h: the ids the tools that look jobs up take (aq-status,
+ * aq-cancel): as arguments, or as lines that are a bare id, a JSON string,
+ * or a JSON object with "id" and optionally "queue" (aq-enqueue's output). */
+#ifndef AQ_IDLINE_H
+#define AQ_IDLINE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* idline_check_args: exit EX_USAGE naming the first of the argc arguments
+ * of argv that is not a valid id ("argument N: invalid id: ..."). */
+void idline_check_args(int argc, char **argv);
+
+/* idline_parse: the id of line[0..len), spaces and tabs around it ignored
+ * (the line is trimmed in place). Returns 0 with *id and *n set, and *queue
+ * set when the line is an object naming a queue (left as it is otherwise);
+ * or -1 with the reason in *why. *id and *queue point into line or into
+ * *doc, which the caller releases with json_decref (it may be NULL). */
+int idline_parse(char *line, size_t len, json_t **doc, const char **id,
+    size_t *n, const char **queue, const char **why);
+
+#endif

@@ -1,0 +1,210 @@
+/* aq-cancel: cancel jobs by id: a queued or delayed job never runs, a
+ * running job's worker is told to stop its handler; one JSON line per id.
+ * Ids come as arguments or on stdin (bare, or the JSON lines aq-enqueue
+ * prints). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "id.h"
+#include "idline.h"
+#include "job.h"
+#include "json.h"
+#include "jsonl.h"
+#include "keys.h"
+#include "log.h"
+#include "redis.h"
+#include "script.h"
+
+#define CANCEL_BATCH 256          /* ids per call of the cancel script */
+#define LOG_CAP "100000"          /* entries kept in the queue's log stream */
+#define CANCEL_KEYS 4
+#define CANCEL_ARGS 3             /* job key prefix, log cap, cancel channel */
+
+struct target {
+	char id[ID_MAX + 1];
+	char queue[QUEUE_MAX + 1];
+};
+
+struct cancel_run {
+	struct config cfg;
+	redisContext *redis;
+	struct target batch[CANCEL_BATCH]; /* all of one queue */
+	size_t n;
+	struct jbuf out;
+	unsigned long rejected, unsettled; /* unsettled: unknown or finished */
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: aq-cancel [-q queue] [-u url | --redis-url-file path] [--prefix p]\n"
+	    "                 [--max-line size] [id ...]\n");
+}
+
+/* Print the outcome the script gave for one id. */
+static void
+report(struct cancel_run *s, const struct target *t, const redisReply *v)
+{
+	jb_reset(&s->out);
+	if (strcmp(v->str, "unknown") == 0) {
+		job_write_unknown(&s->out, t->id, t->queue);
+		s->unsettled++;
+	} else {
+		int already = strncmp(v->str, "already:", 8) == 0;
+		jb_obj_begin(&s->out);
+		jb_kstr(&s->out, "id", t->id);
+		jb_kstr(&s->out, "queue", t->queue);
+		jb_kstr(&s->out, "status", already ? v->str + 8 : v->str);
+		if (already) {
+			jb_key(&s->out, "already");
+			jb_raw(&s->out, "true", 4);
+			s->unsettled++;
+		}
+		jb_obj_end(&s->out);
+	}
+	if (jb_line(&s->out) < 0)
+		die(EX_IOERR, "cannot write to standard output:");
+}
+
+/* Cancel the ids of the batch in one call of the cancel script. */
+static void
+flush_batch(struct cancel_run *s)
+{
+	const char *argv[3 + CANCEL_KEYS + CANCEL_ARGS + CANCEL_BATCH];
+	size_t lens[3 + CANCEL_KEYS + CANCEL_ARGS + CANCEL_BATCH];
+	char numkeys[16], shown[1024];
+	struct keys k;
+	redisReply *r;
+	int argc = 3;
+
+	if (s->n == 0)
+		return;
+	keys_init(&k, s->cfg.prefix, s->batch[0].queue);
+	script_argv(&script_cancel, CANCEL_KEYS, numkeys, argv, lens);
+	argv[argc++] = k.wait;
+	argv[argc++] = k.delayed;
+	argv[argc++] = k.stats;
+	argv[argc++] = k.log;
+	argv[argc++] = k.job;
+	argv[argc++] = LOG_CAP;
+	argv[argc++] = k.cancel;
+	for (int i = 3; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	for (size_t i = 0; i < s->n; i++) {
+		argv[argc] = s->batch[i].id;
+		lens[argc++] = strlen(s->batch[i].id);
+	}
+	r = script_call(s->redis, &s->cfg.redis, &script_cancel, argc, argv, lens);
+	if (!r)
+		redis_die_io(s->redis, &s->cfg.redis, "cancelling jobs");
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != s->n)
+		die(EX_UNAVAILABLE, "redis at %s refused to cancel jobs of queue "
+		    "%s: %s", url_display(&s->cfg.redis, shown, sizeof shown),
+		    s->batch[0].queue,
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	for (size_t i = 0; i < s->n; i++) {
+		if (r->element[i]->type != REDIS_REPLY_STRING)
+			die(EX_UNAVAILABLE, "redis at %s gave an unexpected reply "
+			    "for job %s", url_display(&s->cfg.redis, shown,
+			    sizeof shown), s->batch[i].id);
+		report(s, &s->batch[i], r->element[i]);
+	}
+	freeReplyObject(r);
+	s->n = 0;
+}
+
+/* Queue an id for cancelling; a batch holds consecutive ids of one queue. */
+static void
+add_target(struct cancel_run *s, const char *id, size_t n, const char *queue)
+{
+	struct target *t;
+
+	if (s->n > 0 && strcmp(s->batch[0].queue, queue) != 0)
+		flush_batch(s);
+	t = &s->batch[s->n++];
+	memcpy(t->id, id, n);
+	t->id[n] = '\0';
+	snprintf(t->queue, sizeof t->queue, "%s", queue);
+	if (s->n == CANCEL_BATCH)
+		flush_batch(s);
+}
+
+static int
+on_line(char *line, size_t len, unsigned long lineno, void *ctx)
+{
+	struct cancel_run *s = ctx;
+	const char *id, *queue = s->cfg.queue, *why = NULL;
+	json_t *doc;
+	size_t n;
+
+	if (idline_parse(line, len, &doc, &id, &n, &queue, &why) < 0) {
+		warnmsg("line %lu: %s, skipped", lineno, why);
+		s->rejected++;
+	} else {
+		add_target(s, id, n, queue);
+	}
+	json_decref(doc);
+	return 0;
+}
+
+/* Nothing more to read yet: cancel what is held now, not when 256 ids or
+ * the end of the input have come (tail -f ids | aq-cancel). */
+static void
+on_idle(void *ctx)
+{
+	flush_batch(ctx);
+}
+
+static void
+parse_options(struct cancel_run *s, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CONFIG_LONG_OPTIONS,
+		CONFIG_LONG_OPTIONS_LINES,
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "q:u:h", longopts, NULL)) != -1) {
+		if (!config_option(&s->cfg, c, optarg, usage)) {
+			usage(stderr);
+			exit(EX_USAGE);
+		}
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct cancel_run s;
+	int rc = 0;
+
+	log_init(argv[0]);
+	config_init(&s.cfg);
+	parse_options(&s, argc, argv);
+	config_finish(&s.cfg);
+	argc -= optind;
+	argv += optind;
+	idline_check_args(argc, argv);
+	s.redis = redis_connect(&s.cfg.redis);
+
+	if (argc > 0) {
+		for (int i = 0; i < argc; i++)
+			add_target(&s, argv[i], strlen(argv[i]), s.cfg.queue);
+	} else if (jsonl_each_idle(STDIN_FILENO, s.cfg.max_line, on_line,
+	    on_idle, &s, &s.rejected) < 0) {
+		rc = EX_IOERR;
+	}
+	flush_batch(&s);
+	if (rc == 0)
+		rc = s.rejected ? EX_DATAERR : s.unsettled ? 1 : 0;
+	jb_free(&s.out);
+	redisFree(s.redis);
+	url_forget(&s.cfg.redis);
+	return finish_stdout(rc);
+}
