@@ -32,6 +32,7 @@
 #define WAIT_MAX_S 2.0
 #define BACKOFF_CAP_MS (3600 * 1000LL)
 #define SHUTDOWN_KILL_MS 2000
+#define HELD_MAX (8 << 20)   /* output kept while Redis is out of reach */
 
 enum stop_reason { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_SHUTDOWN, STOP_LEASE };
 
@@ -79,8 +80,12 @@ struct slot {
 	unsigned long dropped_events;
 };
 
+struct held_call;
+
 struct worker {
 	const struct worker_options *o;
+	struct held_call *held, **held_tail;
+	size_t held_bytes;
 	uv_loop_t *loop;
 	struct keys keys;
 	char host[256], pid[16], started[24], lease_str[24];
@@ -252,9 +257,67 @@ event_line(struct event_batch *b, const char *kind, const char *line, size_t n)
 	batch_push(b, data, strlen(data), 1);
 }
 
+/* An event call kept while Redis is out of reach, to be sent when it is
+ * back (before any report, on the same connection, so in order). */
+struct held_call {
+	struct held_call *next;
+	int argc;
+	char **argv;
+	size_t *lens;
+	size_t bytes;
+};
+
+static void
+hold_call(struct worker *w, const struct event_batch *b)
+{
+	struct held_call *h = xcalloc(1, sizeof *h);
+
+	h->argc = b->argc;
+	h->argv = xcalloc((size_t)b->argc, sizeof *h->argv);
+	h->lens = xcalloc((size_t)b->argc, sizeof *h->lens);
+	for (int i = 0; i < b->argc; i++) {
+		h->argv[i] = xmalloc(b->lens[i] + 1);
+		memcpy(h->argv[i], b->argv[i], b->lens[i]);
+		h->argv[i][b->lens[i]] = '\0';
+		h->lens[i] = b->lens[i];
+		h->bytes += b->lens[i];
+	}
+	w->held_bytes += h->bytes;
+	*w->held_tail = h;
+	w->held_tail = &h->next;
+}
+
+static void
+free_held(struct held_call *h)
+{
+	for (int i = 0; i < h->argc; i++)
+		free(h->argv[i]);
+	free(h->argv);
+	free(h->lens);
+	free(h);
+}
+
+/* The command connection is back: send the event calls kept meanwhile. */
+static void
+send_held(struct worker *w)
+{
+	struct held_call *h;
+
+	while ((h = w->held)) {
+		if (aredis_command(&w->cmd, on_event_reply, w, h->argc,
+		    (const char **)h->argv, h->lens) < 0)
+			return;
+		w->held = h->next;
+		w->held_bytes -= h->bytes;
+		free_held(h);
+	}
+	w->held_tail = &w->held;
+}
+
 static void
 send_events(struct slot *s, struct event_batch *b, char *jobkey, char *evkey)
 {
+	struct worker *w = s->w;
 	char numkeys[16];
 	int nlines = (b->argc - 7) / 2;
 
@@ -265,8 +328,12 @@ send_events(struct slot *s, struct event_batch *b, char *jobkey, char *evkey)
 	b->lens[3] = strlen(jobkey);
 	b->argv[4] = evkey;
 	b->lens[4] = strlen(evkey);
-	if (aredis_command(&s->w->cmd, on_event_reply, s->w, b->argc, b->argv,
-	    b->lens) < 0)
+	if (!w->held && aredis_command(&w->cmd, on_event_reply, w, b->argc,
+	    b->argv, b->lens) == 0)
+		return;
+	if (w->held_bytes < HELD_MAX)
+		hold_call(w, b);
+	else
 		s->dropped_events += (unsigned long)nlines;
 }
 
@@ -617,7 +684,8 @@ slot_maybe_complete(struct slot *s)
 	uv_timer_stop(&s->lease);
 	if (s->dropped_events)
 		warnmsg("job %s: %lu output lines were not recorded: redis was "
-		    "unreachable", s->id, s->dropped_events);
+		    "out of reach for longer than %d MiB of output", s->id,
+		    s->dropped_events, HELD_MAX >> 20);
 	if (!s->lost)
 		slot_report(s);
 	else
@@ -1032,6 +1100,7 @@ on_cmd_state(struct aredis *r, int ready, void *ctx)
 	}
 	w->announce_leases = w->cmd_lost;
 	w->cmd_lost = 0;
+	send_held(w);
 	send_renew(w); /* register, and learn which leases are still ours */
 	kick(w);
 }
@@ -1202,6 +1271,11 @@ cleanup(struct worker *w)
 	}
 	reports_shift(w, w->nreports);
 	free(w->reports);
+	while (w->held) {
+		struct held_call *h = w->held;
+		w->held = h->next;
+		free_held(h);
+	}
 	free(w->slots);
 	jb_free(&w->jb);
 }
@@ -1214,6 +1288,7 @@ worker_run(const struct worker_options *o)
 
 	w.o = o;
 	w.loop = &loop;
+	w.held_tail = &w.held;
 	uv_loop_init(&loop);
 	keys_init(&w.keys, o->cfg->prefix, o->cfg->queue);
 	if (gethostname(w.host, sizeof w.host) < 0)

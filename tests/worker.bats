@@ -260,7 +260,7 @@ field() { # field QUEUE ID JQ-FILTER
 	assert_equal "$(rcli hget 'aq:{lease}:stats' recovered)" 1
 }
 
-@test "Redis stopped and restarted under a running worker: the job completes" {
+@test "Redis stopped and restarted under a running worker: the job completes, its output kept" {
 	redis_kill
 	redis_run --appendonly yes --appendfsync always
 	aq-enqueue -q rs --id j '{"sleep":2}' >/dev/null
@@ -276,6 +276,9 @@ field() { # field QUEUE ID JQ-FILTER
 	run cat worker.w.err
 	assert_output --partial 'is back'
 	assert_output --partial 'still holding the leases of 1 job; 0 lost'
+	# what the handler wrote during the outage was kept and recorded
+	assert_equal "$(rcli xlen 'aq:{rs}:events:j')" 1
+	assert_equal "$(field rs j .result)" '{"sleep":2}'
 	redis_kill
 	rm -f "$REDIS_DIR"/appendonlydir/* && redis_run
 }
