@@ -32,7 +32,8 @@
 #define WAIT_MAX_S 2.0
 #define BACKOFF_CAP_MS (3600 * 1000LL)
 #define SHUTDOWN_KILL_MS 2000
-#define HELD_MAX (8 << 20)   /* output kept while Redis is out of reach */
+#define HELD_MAX (8 << 20)
+#define DRAIN_MS 2000        /* output read after a handler's exit */   /* output kept while Redis is out of reach */
 
 enum stop_reason { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_SHUTDOWN, STOP_LEASE };
 
@@ -67,7 +68,8 @@ struct slot {
 	enum stop_reason stop;
 	int killed;                 /* SIGKILL sent */
 	int lost;                   /* lease lost: report nothing */
-	uint64_t lease_deadline;    /* child_now_ms clock */
+	uint64_t lease_deadline;    /* child_now_ms clock: the worker kills */
+	uint64_t keeper_deadline;   /* the keeper kills, should the worker not */
 	struct lines outl, errl;
 	char *last, *payload;       /* last stdout line: the result */
 	size_t last_len;
@@ -105,7 +107,7 @@ struct worker {
 	int announce_leases;        /* ... so say what is still ours when back */
 	int give_up;                /* stop trying to report (Redis gone) */
 	uv_timer_t renew, grace;
-	uv_signal_t sigterm, sigint, sigchld;
+	uv_signal_t sigterm, sigint, sighup, sigchld;
 	struct jbuf jb;
 	int exit_code;
 };
@@ -530,8 +532,9 @@ slot_lease_renewed(struct slot *s, uint64_t sent_at)
 	uint64_t now = child_now_ms();
 
 	s->lease_deadline = deadline;
+	s->keeper_deadline = deadline + margin / 2;
 	if (s->child.pid > 0 && !s->exited)
-		child_guard(s->child.pid, deadline + margin / 2);
+		child_guard(s->child.pid, s->keeper_deadline);
 	uv_timer_start(&s->lease, on_lease_deadline, deadline > now ? deadline - now : 0, 0);
 }
 
@@ -588,7 +591,7 @@ slot_start(struct slot *s, redisReply **job, uint64_t claimed_at)
 		slot_maybe_complete(s);
 		return;
 	}
-	child_guard(s->child.pid, s->lease_deadline + 1);
+	child_guard(s->child.pid, s->keeper_deadline);
 	open_pipe(s, &s->in, s->child.in, 0);
 	open_pipe(s, &s->out, s->child.out, 1);
 	open_pipe(s, &s->err, s->child.err, 1);
@@ -636,9 +639,9 @@ decide_outcome(const struct slot *s)
 		return "requeue";
 	if (s->stop == STOP_CANCEL)
 		return "cancelled";
-	if (code == 65)
-		return "failed";
-	return "retry";
+	if (s->stop == STOP_TIMEOUT || code != 65)
+		return "retry";
+	return "failed";
 }
 
 static void
@@ -700,6 +703,22 @@ slot_maybe_complete(struct slot *s)
 	kick(w);
 }
 
+/* The handler exited, but something outside its process group (a daemon it
+ * started) still holds its output open: stop reading, end the job. */
+static void
+on_drain_over(uv_timer_t *t)
+{
+	struct slot *s = t->data;
+
+	if (!s->busy || s->open_handles == 0)
+		return;
+	warnmsg("job %s: its handler exited but a process it left behind still "
+	    "holds its output open; not reading it any longer", s->id);
+	close_pipe(&s->out);
+	close_pipe(&s->err);
+	close_pipe(&s->in);
+}
+
 static struct slot *
 slot_by_pid(struct worker *w, pid_t pid)
 {
@@ -736,6 +755,8 @@ on_sigchld(uv_signal_t *h, int sig)
 		/* what the handler left behind in its group goes with it */
 		child_signal_group(pid, SIGKILL);
 		child_forget(pid);
+		uv_timer_stop(&s->timeout);
+		uv_timer_start(&s->kill, on_drain_over, DRAIN_MS, 0);
 		slot_maybe_complete(s);
 	}
 }
@@ -1137,8 +1158,8 @@ on_grace_over(uv_timer_t *t)
 	struct worker *w = t->data;
 
 	if (w->running > 0)
-		warnmsg("grace period over: stopping %d handler%s; their jobs go back "
-		    "on the queue", w->running, w->running == 1 ? "" : "s");
+		warnmsg("grace period over: stopping %d handler%s; what they do not "
+		    "finish goes back on the queue", w->running, w->running == 1 ? "" : "s");
 	for (int i = 0; i < w->o->concurrency; i++)
 		slot_stop(&w->slots[i], STOP_SHUTDOWN, SHUTDOWN_KILL_MS);
 	if (!w->cmd.ready || w->forced)
@@ -1195,9 +1216,11 @@ maybe_finish_worker(struct worker *w)
 		return;
 	if (w->nreports > 0 && !w->give_up)
 		return;
-	if (w->nreports > 0)
+	if (w->nreports > 0) {
 		warnmsg("%zu outcomes could not be reported: redis is unreachable; "
 		    "their jobs will be recovered when their leases expire", w->nreports);
+		w->exit_code = EX_TEMPFAIL;
+	}
 	w->done = 1;
 	aredis_stop(&w->cmd);
 	aredis_stop(&w->block);
@@ -1206,6 +1229,7 @@ maybe_finish_worker(struct worker *w)
 	uv_close((uv_handle_t *)&w->grace, NULL);
 	uv_close((uv_handle_t *)&w->sigterm, NULL);
 	uv_close((uv_handle_t *)&w->sigint, NULL);
+	uv_close((uv_handle_t *)&w->sighup, NULL);
 	uv_close((uv_handle_t *)&w->sigchld, NULL);
 }
 
@@ -1299,6 +1323,7 @@ worker_run(const struct worker_options *o)
 	init_slots(&w);
 	init_signal(&w, &w.sigterm, SIGTERM, on_signal);
 	init_signal(&w, &w.sigint, SIGINT, on_signal);
+	init_signal(&w, &w.sighup, SIGHUP, on_signal);
 	init_signal(&w, &w.sigchld, SIGCHLD, on_sigchld);
 	uv_timer_init(&loop, &w.grace);
 	w.grace.data = &w;

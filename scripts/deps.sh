@@ -27,6 +27,7 @@ check() {
 	need bats-support have_file /usr/lib/bats/bats-support/load.bash
 	need bats-assert have_file /usr/lib/bats/bats-assert/load.bash
 	need jq have_cmd jq
+	need python3 have_cmd python3
 	need mandoc have_cmd mandoc
 	need time have_file /usr/bin/time
 	need postgresql have_file /usr/lib/postgresql

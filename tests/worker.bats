@@ -378,3 +378,20 @@ field() { # field QUEUE ID JQ-FILTER
 	wait_for 30 job_is cm run cancelled
 	stop_worker w
 }
+
+@test "a daemon left behind by a handler does not hold its job open" {
+	aq-enqueue -q daemon --id d '{}' >/dev/null
+	run timeout 20 aq-worker -q daemon --burst -- sh -c \
+	    'setsid sh -c "echo \$\$ >daemon.pid; exec sleep 30" & while [ ! -s daemon.pid ]; do sleep 0.05; done; echo "{\"ok\":1}"'
+	kill "$(cat daemon.pid)"
+	assert_success
+	assert_output --partial 'still holds its output open'
+	assert_equal "$(field daemon d '[.status, .result]')" '["succeeded",{"ok":1}]'
+}
+
+@test "a timed-out handler is retried even if it exits 65 on SIGTERM; old errors do not linger" {
+	aq-enqueue -q t65 --id t --timeout 300ms --max-attempts 2 '{}' >/dev/null
+	run aq-worker -q t65 --backoff 100ms --max-jobs 2 -- sh -c 'trap "exit 65" TERM; read p; if [ "$AQ_ATTEMPT" = 1 ]; then sleep 30 & wait; fi; echo fine'
+	assert_success
+	assert_equal "$(field t65 t '[.status, .attempt, .result, .error, .exit_code]')" '["succeeded",2,"fine",null,0]'
+}

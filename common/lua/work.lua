@@ -33,6 +33,8 @@ end
 
 local function apply(key, id, job, outcome, result, err, code, delay)
   local fields = {}
+  -- what an earlier attempt left must not pass for this one's
+  redis.call('HDEL', key, 'exit_code', 'error')
   if code ~= '' then fields = {'exit_code', code} end
   local attempts_left = tonumber(job[3]) < tonumber(job[4])
   if job[6] == '1' and outcome ~= 'succeeded' then outcome = 'cancelled' end
