@@ -2,10 +2,12 @@
 #include "keys.h"
 
 #include <stdio.h>
+#include <string.h>
 
 void
 keys_init(struct keys *k, const char *prefix, const char *queue)
 {
+	memset(k, 0, sizeof *k);
 	snprintf(k->base, sizeof k->base, "%s:{%s}:", prefix, queue);
 	snprintf(k->job, sizeof k->job, "%sjob:", k->base);
 	snprintf(k->wait, sizeof k->wait, "%swait", k->base);
