@@ -19,5 +19,17 @@ keys_init(struct keys *k, const char *prefix, const char *queue)
 	snprintf(k->seq, sizeof k->seq, "%sseq", k->base);
 	snprintf(k->workers, sizeof k->workers, "%sworkers", k->base);
 	snprintf(k->cancel, sizeof k->cancel, "%scancel", k->base);
+	snprintf(k->done, sizeof k->done, "%sdone", k->base);
 	snprintf(k->queues, sizeof k->queues, "%s:queues", prefix);
+}
+
+int
+keys_script_argv(const struct keys *k, const char **argv)
+{
+	const char *keys[KEYS_SCRIPT] = {k->wait, k->delayed, k->active, k->stats,
+	    k->log, k->seq, k->wake, k->done, k->workers};
+
+	for (int i = 0; i < KEYS_SCRIPT; i++)
+		argv[i] = keys[i];
+	return KEYS_SCRIPT;
 }

@@ -20,10 +20,19 @@ struct keys {
 	char seq[KEY_MAX];     /* string: FIFO sequence within a priority */
 	char workers[KEY_MAX]; /* sorted set: live workers by heartbeat expiry */
 	char cancel[KEY_MAX];  /* pub/sub channel: ids of jobs to cancel */
+	char done[KEY_MAX];    /* sorted set: finished jobs by finish time (ms) */
 	char queues[KEY_MAX];  /* set "aq:queues": the known queue names */
 };
 
 /* keys_init: the key names of queue under prefix (both already validated). */
 void keys_init(struct keys *k, const char *prefix, const char *queue);
+
+/* The number of keys keys_script_argv gives. */
+#define KEYS_SCRIPT 9
+
+/* keys_script_argv: put the KEYS_SCRIPT keys every queue script but
+ * enqueue takes (lib.lua's queue_keys: wait, delayed, active, stats, log,
+ * seq, wake, done, workers) at argv[0...]; returns KEYS_SCRIPT. */
+int keys_script_argv(const struct keys *k, const char **argv);
 
 #endif

@@ -853,7 +853,7 @@ static void
 send_work(struct worker *w, int k)
 {
 	size_t n = w->nreports;
-	int argc = 3 + 7 + 8 + (int)n * 7, a = 3;
+	int argc = 3 + KEYS_SCRIPT + 7 + (int)n * 7, a = 3;
 	const char **argv = xcalloc((size_t)argc, sizeof *argv);
 	size_t *lens = xcalloc((size_t)argc, sizeof *lens);
 	char numkeys[16], kbuf[16], nbuf[24];
@@ -861,10 +861,10 @@ send_work(struct worker *w, int k)
 
 	snprintf(kbuf, sizeof kbuf, "%d", k);
 	snprintf(nbuf, sizeof nbuf, "%zu", n);
-	const char *fixed[] = {w->keys.wait, w->keys.delayed, w->keys.active,
-	    w->keys.stats, w->keys.log, w->keys.seq, w->keys.wake, w->keys.job,
-	    w->o->worker_id, w->lease_str, kbuf, LOG_CAP, RECOVER_MAX, PROMOTE_MAX, nbuf};
-	script_argv(&script_work, 7, numkeys, argv, lens);
+	const char *fixed[] = {w->keys.base, w->o->worker_id, w->lease_str, kbuf,
+	    LOG_CAP, PROMOTE_MAX, nbuf};
+	script_argv(&script_work, KEYS_SCRIPT, numkeys, argv, lens);
+	a += keys_script_argv(&w->keys, argv + a);
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
 		argv[a++] = fixed[i];
 	for (size_t i = 0; i < n; i++) {
@@ -1039,13 +1039,17 @@ send_renew(struct worker *w)
 		add_held(c, w->reports[i].id, w->reports[i].token);
 	snprintf(ttl, sizeof ttl, "%lld", (long long)w->o->lease_ms);
 	snprintf(whash, sizeof whash, "%sworker:%s", w->keys.base, w->o->worker_id);
-	int argc = 3 + 3 + 8 + 2 * c->n;
+	int argc = 3 + KEYS_SCRIPT + 1 + 10 + 2 * c->n;
 	const char **argv = xcalloc((size_t)argc, sizeof *argv);
 	size_t *lens = xcalloc((size_t)argc, sizeof *lens);
-	script_argv(&script_renew, 3, numkeys, argv, lens);
-	const char *fixed[] = {w->keys.active, w->keys.workers, whash, w->keys.job,
-	    w->o->worker_id, w->lease_str, ttl, w->host, w->pid, w->o->cfg->queue,
-	    w->started};
+	/* recovery of other workers' expired leases rides along each renewal:
+	 * one bounded ZRANGEBYSCORE, so a dead worker's jobs are back within
+	 * lease + lease/3 with no aq-sweep running */
+	const char *recover = RECOVER_MAX;
+	script_argv(&script_renew, KEYS_SCRIPT + 1, numkeys, argv, lens);
+	a += keys_script_argv(&w->keys, argv + a);
+	const char *fixed[] = {whash, w->keys.base, w->o->worker_id, w->lease_str,
+	    ttl, w->host, w->pid, w->o->cfg->queue, w->started, recover, LOG_CAP};
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
 		argv[a++] = fixed[i];
 	for (int i = 0; i < c->n; i++) {

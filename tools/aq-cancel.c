@@ -21,8 +21,8 @@
 
 #define CANCEL_BATCH 256          /* ids per call of the cancel script */
 #define LOG_CAP "100000"          /* entries kept in the queue's log stream */
-#define CANCEL_KEYS 4
-#define CANCEL_ARGS 3             /* job key prefix, log cap, cancel channel */
+#define CANCEL_KEYS KEYS_SCRIPT
+#define CANCEL_ARGS 3             /* key base, log cap, cancel channel */
 
 struct target {
 	char id[ID_MAX + 1];
@@ -86,11 +86,8 @@ flush_batch(struct cancel_run *s)
 		return;
 	keys_init(&k, s->cfg.prefix, s->batch[0].queue);
 	script_argv(&script_cancel, CANCEL_KEYS, numkeys, argv, lens);
-	argv[argc++] = k.wait;
-	argv[argc++] = k.delayed;
-	argv[argc++] = k.stats;
-	argv[argc++] = k.log;
-	argv[argc++] = k.job;
+	argc += keys_script_argv(&k, argv + argc);
+	argv[argc++] = k.base;
 	argv[argc++] = LOG_CAP;
 	argv[argc++] = k.cancel;
 	for (int i = 3; i < argc; i++)

@@ -1,6 +1,6 @@
 -- cancel.lua: cancel a batch of jobs of one queue, each atomically.
--- KEYS: 1 wait, 2 delayed, 3 stats, 4 log
--- ARGV: 1 job key prefix ("aq:{q}:job:"), 2 log length cap,
+-- KEYS: the queue keys of lib.lua's queue_keys
+-- ARGV: 1 key base ("aq:{q}:"), 2 log length cap,
 --       3 cancel channel ("aq:{q}:cancel"), then the ids.
 -- Returns per id: "cancelled" (it was queued or delayed: it is off its set
 -- and will never run), "cancelling" (it is running: its cancel field is set
@@ -9,22 +9,22 @@
 -- message), "already:STATUS" (it had finished: nothing changed), or
 -- "unknown" (no such job).
 local now = now_ms()
-local jobkey, cap, channel = ARGV[1], ARGV[2], ARGV[3]
+local Q = queue_keys(ARGV[1])
+local cap, channel = ARGV[2], ARGV[3]
+local log = new_log()
 
-local out, cancelled = {}, {}
+local out = {}
 for i = 4, #ARGV do
   local id = ARGV[i]
-  local key = jobkey .. id
+  local key = Q.job .. id
   local job = redis.call('HMGET', key, 'status', 'cancel')
   local status = job[1]
   if not status then
     out[#out + 1] = 'unknown'
   elseif status == 'queued' or status == 'delayed' then
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('ZREM', KEYS[2], id)
-    redis.call('HSET', key, 'status', 'cancelled', 'finished', int(now),
-      'error', 'cancelled')
-    cancelled[#cancelled + 1] = id
+    redis.call('ZREM', Q.wait, id)
+    redis.call('ZREM', Q.delayed, id)
+    finish(Q, log, key, id, 'cancelled', now, {'error', 'cancelled'})
     out[#out + 1] = 'cancelled'
   elseif status == 'running' then
     -- announced again when asked again: a worker whose subscription was
@@ -37,9 +37,5 @@ for i = 4, #ARGV do
   end
 end
 
-if #cancelled > 0 then
-  redis.call('HINCRBY', KEYS[3], 'cancelled', #cancelled)
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', cap, '*', 'status', 'cancelled',
-    'ids', table.concat(cancelled, ' '))
-end
+log_write(log, Q.log, cap)
 return out

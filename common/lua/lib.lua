@@ -49,3 +49,80 @@ local function log_write(log, key, cap)
       'ids', table.concat(log.ids[status], ' '))
   end
 end
+
+-- The keys every queue script but enqueue takes, in this order (see
+-- keys_script_argv in keys.c); base is "PREFIX:{QUEUE}:".
+local function queue_keys(base)
+  return {wait = KEYS[1], delayed = KEYS[2], active = KEYS[3], stats = KEYS[4],
+    log = KEYS[5], seq = KEYS[6], wake = KEYS[7], done = KEYS[8],
+    workers = KEYS[9], base = base, job = base .. 'job:'}
+end
+
+-- a job reaches a final state: succeeded, failed or cancelled; the done set
+-- orders finished jobs by time, so trimming them costs what is due only
+local function finish(Q, log, key, id, status, now, fields)
+  redis.call('HSET', key, 'status', status, 'finished', int(now), unpack(fields))
+  redis.call('HINCRBY', Q.stats, status, 1)
+  redis.call('ZADD', Q.done, now, id)
+  log_add(log, status, id)
+end
+
+-- a job goes back on the wait set; returns 1 (for counting wake-ups)
+local function requeue(Q, log, key, id, priority, now)
+  redis.call('HSET', key, 'status', 'queued', 'queued_at', int(now))
+  push_wait(Q.wait, Q.seq, id, priority)
+  log_add(log, 'queued', id)
+  return 1
+end
+
+-- Jobs whose lease expired (their worker died, hung or lost Redis; it has
+-- killed their handler by now, or its keeper has): back on the queue with
+-- the attempt counted, or failed when none is left, or cancelled when
+-- that was asked. At most limit of them. Returns {id, new status, ...}.
+local function recover_expired(Q, log, now, limit)
+  local out, queued = {}, 0
+  local expired = redis.call('ZRANGEBYSCORE', Q.active, '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(expired) do
+    local key = Q.job .. id
+    local job = redis.call('HMGET', key, 'status', 'worker', 'attempt',
+      'max_attempts', 'priority', 'cancel')
+    redis.call('ZREM', Q.active, id)
+    if job[1] == 'running' then
+      local err = 'lease of worker ' .. (job[2] or '?') .. ' expired (attempt ' ..
+        (job[3] or '?') .. ' of ' .. (job[4] or '?') .. ')'
+      local status = 'queued'
+      redis.call('HINCRBY', Q.stats, 'recovered', 1)
+      if job[6] == '1' then
+        status = 'cancelled'
+        finish(Q, log, key, id, status, now, {'error', err})
+      elseif tonumber(job[3]) >= tonumber(job[4]) then
+        status = 'failed'
+        finish(Q, log, key, id, status, now, {'error', err})
+      else
+        redis.call('HSET', key, 'error', err)
+        queued = queued + requeue(Q, log, key, id, job[5], now)
+      end
+      out[#out + 1] = id
+      out[#out + 1] = status
+    end
+  end
+  wake(Q.wake, queued)
+  return out
+end
+
+-- Delayed jobs that are due move to the wait set; at most limit of them.
+-- Returns their ids.
+local function promote_due(Q, log, now, limit)
+  local out = {}
+  local due = redis.call('ZRANGEBYSCORE', Q.delayed, '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    local key = Q.job .. id
+    redis.call('ZREM', Q.delayed, id)
+    if redis.call('HGET', key, 'status') == 'delayed' then
+      requeue(Q, log, key, id, redis.call('HGET', key, 'priority'), now)
+      out[#out + 1] = id
+    end
+  end
+  wake(Q.wake, #out)
+  return out
+end

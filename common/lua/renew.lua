@@ -1,18 +1,21 @@
 -- renew.lua: a worker's heartbeat: extend the leases it holds, learn which
--- were lost or are to be cancelled, and refresh its registration.
--- KEYS: 1 active, 2 workers, 3 the worker's hash
--- ARGV: 1 job key prefix, 2 worker id, 3 lease ms, 4 heartbeat ttl ms,
---       5 host, 6 pid, 7 queue, 8 started ms, then id and lease token per job.
+-- were lost or are to be cancelled, refresh its registration, and recover
+-- (bounded) the jobs of workers whose leases expired.
+-- KEYS: the queue keys of lib.lua's queue_keys, then 10 the worker's hash
+-- ARGV: 1 key base, 2 worker id, 3 lease ms, 4 heartbeat ttl ms, 5 host,
+--       6 pid, 7 queue, 8 started ms, 9 most leases to recover (0: none
+--       this time), 10 log cap, then id and lease token per job held.
 -- Returns {one verdict per job: "ok", "cancel" or "lost", server time ms}.
 local now = now_ms()
-local jobprefix, lease = ARGV[1], tonumber(ARGV[3])
+local Q = queue_keys(ARGV[1])
+local lease = tonumber(ARGV[3])
 local out = {}
 local held = 0
-for i = 9, #ARGV, 2 do
+for i = 11, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
-  local job = redis.call('HMGET', jobprefix .. id, 'status', 'lease', 'cancel')
+  local job = redis.call('HMGET', Q.job .. id, 'status', 'lease', 'cancel')
   if job[1] == 'running' and job[2] == token then
-    redis.call('ZADD', KEYS[1], 'XX', now + lease, id)
+    redis.call('ZADD', Q.active, 'XX', now + lease, id)
     held = held + 1
     if job[3] == '1' then out[#out + 1] = 'cancel' else out[#out + 1] = 'ok' end
   else
@@ -20,9 +23,14 @@ for i = 9, #ARGV, 2 do
   end
 end
 local ttl = tonumber(ARGV[4])
-redis.call('ZADD', KEYS[2], now + ttl, ARGV[2])
-redis.call('HSET', KEYS[3], 'host', ARGV[5], 'pid', ARGV[6], 'queue', ARGV[7],
+redis.call('ZADD', Q.workers, now + ttl, ARGV[2])
+redis.call('HSET', KEYS[10], 'host', ARGV[5], 'pid', ARGV[6], 'queue', ARGV[7],
   'started', ARGV[8], 'jobs', held, 'heartbeat', int(now))
-redis.call('PEXPIRE', KEYS[3], ttl)
+redis.call('PEXPIRE', KEYS[10], ttl)
+if tonumber(ARGV[9]) > 0 then
+  local log = new_log()
+  recover_expired(Q, log, now, tonumber(ARGV[9]))
+  log_write(log, Q.log, ARGV[10])
+end
 out[#out + 1] = now
 return out

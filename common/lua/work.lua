@@ -1,9 +1,9 @@
--- work.lua: a worker's one round trip: report finished jobs, recover jobs
--- whose lease expired, promote due delayed jobs, claim up to k jobs.
--- KEYS: 1 wait, 2 delayed, 3 active, 4 stats, 5 log, 6 seq, 7 wake
--- ARGV: 1 job key prefix, 2 worker id, 3 lease ms, 4 k (jobs to claim),
---       5 log cap, 6 most leases to recover, 7 most delayed to promote,
---       8 n (reports), then 7 per report: id, lease token, outcome
+-- work.lua: a worker's one round trip: report finished jobs, promote due
+-- delayed jobs, claim up to k jobs.
+-- KEYS: the queue keys of lib.lua's queue_keys
+-- ARGV: 1 key base ("aq:{q}:"), 2 worker id, 3 lease ms, 4 k (jobs to
+--       claim), 5 log cap, 6 most delayed jobs to promote, 7 n (reports),
+--       then 7 per report: id, lease token, outcome
 --       (succeeded|failed|retry|cancelled|requeue), result, error,
 --       exit code ('' for a signal), retry delay ms.
 -- A report counts only while the job is running under that lease token
@@ -12,24 +12,10 @@
 -- attempt, max_attempts, timeout ms or '', lease token), next delayed due
 -- ms or -1, server time ms}.
 local now = now_ms()
-local jobprefix, worker, lease = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local k, cap = tonumber(ARGV[4]), ARGV[5]
-local wait, delayed, active, stats, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]
+local Q = queue_keys(ARGV[1])
+local worker, lease, k, cap = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local log = new_log()
 local queued_now = 0
-
-local function final(key, id, status, fields)
-  redis.call('HSET', key, 'status', status, 'finished', int(now), unpack(fields))
-  redis.call('HINCRBY', stats, status, 1)
-  log_add(log, status, id)
-end
-
-local function requeue(key, id, priority)
-  redis.call('HSET', key, 'status', 'queued')
-  push_wait(wait, seq, id, priority)
-  queued_now = queued_now + 1
-  log_add(log, 'queued', id)
-end
 
 local function apply(key, id, job, outcome, result, err, code, delay)
   local fields = {}
@@ -42,35 +28,35 @@ local function apply(key, id, job, outcome, result, err, code, delay)
   if outcome == 'succeeded' then
     fields[#fields + 1] = 'result'
     fields[#fields + 1] = result
-    final(key, id, 'succeeded', fields)
+    finish(Q, log, key, id, 'succeeded', now, fields)
   elseif outcome == 'failed' or outcome == 'cancelled' then
     fields[#fields + 1] = 'error'
     fields[#fields + 1] = err
-    final(key, id, outcome, fields)
+    finish(Q, log, key, id, outcome, now, fields)
   elseif outcome == 'retry' then
     local due = now + tonumber(delay)
     redis.call('HSET', key, 'status', 'delayed', 'run_at', int(due), 'error', err,
       unpack(fields))
-    redis.call('ZADD', delayed, due, id)
-    redis.call('HINCRBY', stats, 'retried', 1)
+    redis.call('ZADD', Q.delayed, due, id)
+    redis.call('HINCRBY', Q.stats, 'retried', 1)
     log_add(log, 'delayed', id)
   else -- requeue: stopped by its worker's shutdown; the attempt is not counted
     redis.call('HSET', key, 'attempt', tonumber(job[3]) - 1)
-    requeue(key, id, job[5])
+    queued_now = queued_now + requeue(Q, log, key, id, job[5], now)
   end
 end
 
 -- 1. reports
 local verdicts = {}
-for i = 0, tonumber(ARGV[8]) - 1 do
-  local b = 9 + i * 7
+for i = 0, tonumber(ARGV[7]) - 1 do
+  local b = 8 + i * 7
   local id, token = ARGV[b], ARGV[b + 1]
-  local key = jobprefix .. id
+  local key = Q.job .. id
   -- status, lease, attempt, max_attempts, priority, cancel, done
   local job = redis.call('HMGET', key, 'status', 'lease', 'attempt',
     'max_attempts', 'priority', 'cancel', 'done')
   if job[1] == 'running' and job[2] == token then
-    redis.call('ZREM', active, id)
+    redis.call('ZREM', Q.active, id)
     redis.call('HSET', key, 'done', token)
     apply(key, id, job, ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6])
     verdicts[#verdicts + 1] = 'ok'
@@ -81,46 +67,16 @@ for i = 0, tonumber(ARGV[8]) - 1 do
   end
 end
 
--- 2. leases that expired: the worker stopped renewing (it died, hung or
--- lost Redis); it has killed its handler itself by now
-local expired = redis.call('ZRANGEBYSCORE', active, '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))
-for _, id in ipairs(expired) do
-  local key = jobprefix .. id
-  local job = redis.call('HMGET', key, 'status', 'worker', 'attempt',
-    'max_attempts', 'priority', 'cancel')
-  redis.call('ZREM', active, id)
-  if job[1] == 'running' then
-    local err = 'lease of worker ' .. (job[2] or '?') .. ' expired (attempt ' ..
-      (job[3] or '?') .. ' of ' .. (job[4] or '?') .. ')'
-    redis.call('HINCRBY', stats, 'recovered', 1)
-    if job[6] == '1' then
-      final(key, id, 'cancelled', {'error', err})
-    elseif tonumber(job[3]) >= tonumber(job[4]) then
-      final(key, id, 'failed', {'error', err})
-    else
-      redis.call('HSET', key, 'error', err)
-      requeue(key, id, job[5])
-    end
-  end
-end
+-- 2. delayed jobs that are due (retries, --delay, --run-at)
+promote_due(Q, log, now, tonumber(ARGV[6]))
 
--- 3. delayed jobs that are due
-local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
-for _, id in ipairs(due) do
-  local key = jobprefix .. id
-  redis.call('ZREM', delayed, id)
-  if redis.call('HGET', key, 'status') == 'delayed' then
-    requeue(key, id, redis.call('HGET', key, 'priority'))
-  end
-end
-
--- 4. claim: the best k of the wait set, each with a fresh lease token
+-- 3. claim: the best k of the wait set, each with a fresh lease token
 local claimed = {}
 if k > 0 then
-  local popped = redis.call('ZPOPMIN', wait, k)
+  local popped = redis.call('ZPOPMIN', Q.wait, k)
   for i = 1, #popped, 2 do
     local id = popped[i]
-    local key = jobprefix .. id
+    local key = Q.job .. id
     local job = redis.call('HMGET', key, 'status', 'payload', 'attempt',
       'max_attempts', 'timeout_ms')
     if job[1] == 'queued' then
@@ -128,7 +84,7 @@ if k > 0 then
       local attempt = (tonumber(job[3]) or 0) + 1
       redis.call('HSET', key, 'status', 'running', 'attempt', attempt,
         'started', int(now), 'worker', worker, 'lease', token)
-      redis.call('ZADD', active, now + lease, id)
+      redis.call('ZADD', Q.active, now + lease, id)
       log_add(log, 'running', id)
       for _, v in ipairs({id, job[2], attempt, job[4], job[5] or '', token}) do
         claimed[#claimed + 1] = v
@@ -137,7 +93,7 @@ if k > 0 then
   end
 end
 
-wake(KEYS[7], queued_now - #claimed / 6)
-log_write(log, KEYS[5], cap)
-local next_due = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+wake(Q.wake, queued_now - #claimed / 6)
+log_write(log, Q.log, cap)
+local next_due = redis.call('ZRANGE', Q.delayed, 0, 0, 'WITHSCORES')
 return {verdicts, claimed, tonumber(next_due[2]) or -1, now}
