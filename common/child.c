@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -219,34 +221,76 @@ child_signal_group(pid_t pid, int sig)
 		warnmsg("cannot signal the handler's process group %d:", (int)pid);
 }
 
-/* In the child, between fork and exec: only what must happen there. */
-static void
-exec_child(char *const argv[], char *const env[], int in, int out, int err,
-    int report, pid_t parent)
+/* What the child needs between clone and exec; it shares our memory
+ * (CLONE_VM) and we wait (CLONE_VFORK), so error comes back through it. */
+struct spawn_args {
+	char *const *argv;
+	char *const *envp;
+	int in, out, err;
+	pid_t parent;
+	int error;
+};
+
+#define SPAWN_STACK (256 * 1024)
+
+/*
+ * The child, on a stack of its own, sharing the worker's memory until it
+ * execs: only system calls here, no allocation. Signals are blocked on
+ * entry (the parent blocked them), so no handler of the worker's runs here.
+ */
+__attribute__((no_sanitize_address)) static int
+spawn_child(void *p)
 {
+	struct spawn_args *a = p;
 	sigset_t none;
-	int e;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent) /* the worker died before prctl */
+	if (getppid() != a->parent) { /* the worker died before prctl */
+		a->error = ESRCH;
 		_exit(127);
+	}
 	setpgid(0, 0);
 	for (int sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 ||
-	    dup2(report, 3) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
-		goto fail;
-	close_range(4, ~0U, 0); /* Redis sockets and other handlers' pipes */
-	for (char *const *v = env; v && *v; v++)
-		putenv(*v);
-	execvp(argv[0], argv);
-fail:
-	e = errno;
-	if (write(3, &e, sizeof e) < 0)
+	if (dup2(a->in, 0) < 0 || dup2(a->out, 1) < 0 || dup2(a->err, 2) < 0) {
+		a->error = errno;
 		_exit(126);
+	}
+	close_range(3, ~0U, 0); /* Redis sockets and other handlers' pipes */
+	execvpe(a->argv[0], a->argv, a->envp);
+	a->error = errno;
 	_exit(errno == ENOENT ? 127 : 126);
+}
+
+/* The environment of a handler: ours, less any AQ_* name that env sets,
+ * plus env. A new array (the strings are not copied). */
+static char **
+handler_environment(char *const env[])
+{
+	extern char **environ;
+	size_t n = 0, extra = 0, k = 0;
+	char **out;
+
+	for (char **e = environ; e && *e; e++)
+		n++;
+	for (char *const *v = env; v && *v; v++)
+		extra++;
+	out = xcalloc(n + extra + 1, sizeof *out);
+	for (char **e = environ; e && *e; e++) {
+		int replaced = 0;
+		for (char *const *v = env; v && *v && !replaced; v++) {
+			size_t name = strcspn(*v, "=");
+			replaced = strncmp(*e, *v, name + 1) == 0;
+		}
+		if (!replaced)
+			out[k++] = *e;
+	}
+	for (char *const *v = env; v && *v; v++)
+		out[k++] = *v;
+	out[k] = NULL;
+	return out;
 }
 
 static int
@@ -265,47 +309,67 @@ close_all(int *fds, int n)
 			close(fds[i]);
 }
 
-int
-child_spawn(char *const argv[], char *const env[], struct child *c)
+/* The stack the child runs on until it execs: mapped once, not from the
+ * heap, so no sanitizer takes it for heap memory. */
+static char *
+spawn_stack(void)
 {
-	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1};
-	int e = 0;
-	ssize_t got;
-	pid_t parent = getpid(), pid;
+	static char *stack;
 
-	if (pipe_pair(in, 0) < 0 || pipe_pair(out, 1) < 0 || pipe_pair(err, 1) < 0 ||
-	    pipe2(rep, O_CLOEXEC) < 0) {
+	if (!stack) {
+		void *m = mmap(NULL, SPAWN_STACK, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+		if (m == MAP_FAILED)
+			return NULL;
+		stack = m;
+	}
+	return stack;
+}
+
+int
+child_spawn(char *const argv[], char *const env[], uint64_t guard_ms,
+    struct child *c)
+{
+	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+	struct spawn_args a = {.argv = argv, .parent = getpid()};
+	char *stack = spawn_stack();
+	sigset_t all, old;
+	pid_t pid;
+	int e;
+
+	if (!stack || pipe_pair(in, 0) < 0 || pipe_pair(out, 1) < 0 ||
+	    pipe_pair(err, 1) < 0) {
 		e = errno;
-		int all[] = {in[0], in[1], out[0], out[1], err[0], err[1], rep[0], rep[1]};
-		close_all(all, 8);
+		int fds[] = {in[0], in[1], out[0], out[1], err[0], err[1]};
+		close_all(fds, 6);
 		errno = e;
 		return -1;
 	}
-	pid = fork();
-	if (pid == 0)
-		exec_child(argv, env, in[0], out[1], err[1], rep[1], parent);
+	a.envp = handler_environment(env);
+	a.in = in[0];
+	a.out = out[1];
+	a.err = err[1];
+	/* like posix_spawn: the child shares our memory until it execs, so
+	 * forking costs nothing however large the worker is */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	pid = clone(spawn_child, stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
 	e = errno;
-	int theirs[] = {in[0], out[1], err[1], rep[1]};
-	close_all(theirs, 4);
-	if (pid < 0) {
-		int ours[] = {in[1], out[0], err[0], rep[0]};
-		close_all(ours, 4);
-		errno = e;
-		return -1;
-	}
-	setpgid(pid, pid); /* also here: no race with a signal to the group */
-	tell_keeper('+', pid, 0);
-	while ((got = read(rep[0], &e, sizeof e)) < 0 && errno == EINTR)
-		;
-	close(rep[0]);
-	if (got == (ssize_t)sizeof e) { /* exec failed: reap it, report why */
-		waitpid(pid, NULL, 0);
-		child_forget(pid);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	free((void *)a.envp);
+	int theirs[] = {in[0], out[1], err[1]};
+	close_all(theirs, 3);
+	if (pid < 0 || a.error) {
+		if (pid > 0) { /* exec failed: reap it, report why */
+			waitpid(pid, NULL, 0);
+			e = a.error;
+		}
 		int ours[] = {in[1], out[0], err[0]};
 		close_all(ours, 3);
 		errno = e;
 		return -1;
 	}
+	tell_keeper('+', pid, guard_ms);
 	c->pid = pid;
 	c->in = in[1];
 	c->out = out[0];

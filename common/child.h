@@ -26,10 +26,12 @@ int child_find_command(const char *cmd);
 int child_keeper_start(void);
 
 /* child_spawn: start argv[0] (looked up in PATH) with env added to the
- * environment ("NAME=value" strings, NULL-terminated). Returns 0 with *c
- * filled, or -1 with errno: the exec's own error when the command could not
- * be run (reported back through a close-on-exec pipe). */
-int child_spawn(char *const argv[], char *const env[], struct child *c);
+ * environment ("NAME=value" strings, NULL-terminated; they replace ours of
+ * the same names), guarded by the keeper until guard_ms (see child_guard;
+ * 0: no deadline). Returns 0 with *c filled, or -1 with errno: the exec's
+ * own error when the command could not be run. */
+int child_spawn(char *const argv[], char *const env[], uint64_t guard_ms,
+    struct child *c);
 
 /* child_signal_group: send sig to the process group of c (all it started);
  * ESRCH (nothing left) is not an error. */

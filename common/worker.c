@@ -585,13 +585,12 @@ slot_start(struct slot *s, redisReply **job, uint64_t claimed_at)
 	w->running++;
 	slot_lease_renewed(s, claimed_at);
 	slot_env(s, env);
-	if (child_spawn(w->o->argv, env, &s->child) < 0) {
+	if (child_spawn(w->o->argv, env, s->keeper_deadline, &s->child) < 0) {
 		s->exec_errno = errno;
 		s->exited = 1;
 		slot_maybe_complete(s);
 		return;
 	}
-	child_guard(s->child.pid, s->keeper_deadline);
 	open_pipe(s, &s->in, s->child.in, 0);
 	open_pipe(s, &s->out, s->child.out, 1);
 	open_pipe(s, &s->err, s->child.err, 1);
