@@ -17,6 +17,7 @@
 #include "mem.h"
 #include "redis.h"
 #include "script.h"
+#include "waiter.h"
 
 #define BATCH_JOBS 200            /* jobs per script call */
 #define BATCH_BYTES (1 << 20)     /* or fewer when their payloads are large */
@@ -26,7 +27,7 @@
 #define FIELDS_PER_JOB 2
 
 enum { OPT_ID = OPT_TOOL, OPT_PRIORITY, OPT_DELAY, OPT_RUN_AT,
-	OPT_MAX_ATTEMPTS, OPT_TIMEOUT };
+	OPT_MAX_ATTEMPTS, OPT_TIMEOUT, OPT_WAIT, OPT_WAIT_TIMEOUT };
 
 struct pending_job {
 	size_t id_off, id_len, payload_off, payload_len;
@@ -56,6 +57,9 @@ struct enqueuer {
 	struct jbuf out;
 	unsigned long rejected;
 	const char *input_name;       /* "line" or "argument", for messages */
+	int wait;                     /* --wait */
+	long long wait_timeout_ms;    /* --wait-timeout; -1: none */
+	struct waiter *waiter;
 };
 
 static void
@@ -65,7 +69,7 @@ usage(FILE *fp)
 	    "usage: aq-enqueue [-q queue] [-u url | --redis-url-file path] [--prefix p]\n"
 	    "                  [--id id] [--priority n] [--delay duration | --run-at time]\n"
 	    "                  [--max-attempts n] [--timeout duration] [--max-line size]\n"
-	    "                  [payload ...]\n");
+	    "                  [--wait [--wait-timeout duration]] [payload ...]\n");
 }
 
 static struct batch *
@@ -168,6 +172,10 @@ report_job(struct enqueuer *e, const struct batch *b, size_t i,
 	const struct pending_job *j = &b->jobs[i];
 	int dup = status->len > 10 && strncmp(status->str, "duplicate:", 10) == 0;
 
+	if (e->waiter) { /* --wait: the final records are printed instead */
+		waiter_add(e->waiter, b->arena + j->id_off, j->id_len);
+		return;
+	}
 	jb_reset(&e->out);
 	jb_obj_begin(&e->out);
 	jb_key(&e->out, "id");
@@ -344,6 +352,8 @@ parse_options(struct enqueuer *e, int argc, char **argv)
 		{"run-at", required_argument, NULL, OPT_RUN_AT},
 		{"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{"wait", no_argument, NULL, OPT_WAIT},
+		{"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -377,6 +387,12 @@ parse_options(struct enqueuer *e, int argc, char **argv)
 		case OPT_TIMEOUT:
 			e->opt.timeout_ms = option_duration("--timeout", optarg, 0);
 			break;
+		case OPT_WAIT:
+			e->wait = 1;
+			break;
+		case OPT_WAIT_TIMEOUT:
+			e->wait_timeout_ms = option_duration("--wait-timeout", optarg, 1);
+			break;
 		default:
 			usage(stderr);
 			exit(EX_USAGE);
@@ -384,6 +400,8 @@ parse_options(struct enqueuer *e, int argc, char **argv)
 	}
 	if (e->opt.delay_ms >= 0 && e->opt.run_at_ms >= 0)
 		die(EX_USAGE, "give --delay or --run-at, not both");
+	if (e->wait_timeout_ms >= 0 && !e->wait)
+		die(EX_USAGE, "--wait-timeout goes with --wait");
 }
 
 /* The per-job script arguments shared by every job of this run. */
@@ -410,6 +428,27 @@ connect_and_prepare(struct enqueuer *e)
 	e->redis = redis_connect(&e->cfg.redis);
 	freeReplyObject(redis_command_ok(e->redis, &e->cfg.redis, 3, sadd));
 	script_load(e->redis, &e->cfg.redis, &script_enqueue);
+	if (e->wait)
+		e->waiter = waiter_new(e->redis, &e->cfg.redis, &e->keys, e->cfg.queue);
+}
+
+/* --wait: block until every job enqueued is final, print their records;
+ * 0 when all succeeded, 1 when any did not, 75 on --wait-timeout, 65
+ * (kept) when input lines were rejected. */
+static int
+wait_for_outcomes(struct enqueuer *e, int rc)
+{
+	int waited;
+
+	if (fflush(stdout) != 0)
+		die(EX_IOERR, "cannot write to standard output:");
+	waited = waiter_wait(e->waiter, e->wait_timeout_ms);
+	int outcome = waiter_print(e->waiter);
+	if (waited == EX_TEMPFAIL) {
+		warnmsg("timed out waiting for the jobs (--wait-timeout)");
+		return EX_TEMPFAIL;
+	}
+	return rc ? rc : outcome;
 }
 
 static void
@@ -422,6 +461,7 @@ cleanup(struct enqueuer *e)
 	free(e->argv);
 	free(e->lens);
 	jb_free(&e->out);
+	waiter_free(e->waiter);
 	redisFree(e->redis);
 	url_forget(&e->cfg.redis);
 }
@@ -429,7 +469,7 @@ cleanup(struct enqueuer *e)
 int
 main(int argc, char **argv)
 {
-	static struct enqueuer e;
+	static struct enqueuer e = {.wait_timeout_ms = -1};
 	size_t maxargs = 3 + ENQUEUE_KEYS + 8 + (size_t)BATCH_JOBS * FIELDS_PER_JOB;
 	int rc = 0;
 
@@ -465,6 +505,8 @@ main(int argc, char **argv)
 	send_all(&e);
 	if (rc == 0 && e.rejected > 0)
 		rc = EX_DATAERR;
+	if (e.waiter && rc != EX_IOERR)
+		rc = wait_for_outcomes(&e, rc);
 	cleanup(&e);
 	return finish_stdout(rc);
 }

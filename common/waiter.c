@@ -1,0 +1,238 @@
+/* waiter.c: follow a queue's log until a set of jobs is final. */
+#include "waiter.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "id.h"
+#include "job.h"
+#include "json.h"
+#include "log.h"
+#include "mem.h"
+#include "redis.h"
+
+#define BLOCK_MS 2000
+#define BATCH 256
+
+struct waiter {
+	redisContext *c;
+	const struct redis_url *url;
+	const struct keys *keys;
+	const char *queue;
+	char after[48];          /* the log's last entry read */
+	char **ids;              /* in input order */
+	size_t n, cap;
+	char **sorted;           /* the same, sorted, for lookups */
+	unsigned char *final;    /* per sorted id */
+	size_t left;             /* not final yet */
+};
+
+struct waiter *
+waiter_new(redisContext *c, const struct redis_url *u, const struct keys *k,
+    const char *queue)
+{
+	struct waiter *w = xcalloc(1, sizeof *w);
+	const char *argv[] = {"XREVRANGE", k->log, "+", "-", "COUNT", "1"};
+	redisReply *r = redis_command_ok(c, u, 6, argv);
+
+	w->c = c;
+	w->url = u;
+	w->keys = k;
+	w->queue = queue;
+	snprintf(w->after, sizeof w->after, "%s", r->elements ?
+	    r->element[0]->element[0]->str : "0-0");
+	freeReplyObject(r);
+	return w;
+}
+
+void
+waiter_add(struct waiter *w, const char *id, size_t n)
+{
+	if (w->n == w->cap) {
+		w->cap = w->cap ? w->cap * 2 : 1024;
+		w->ids = xrealloc(w->ids, w->cap * sizeof *w->ids);
+	}
+	w->ids[w->n++] = xstrndup(id, n);
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static long
+find(const struct waiter *w, const char *id, size_t n)
+{
+	char key[ID_MAX + 1];
+	char *k = key, **hit;
+
+	if (n > ID_MAX)
+		return -1;
+	memcpy(key, id, n);
+	key[n] = '\0';
+	hit = bsearch(&k, w->sorted, w->n, sizeof *w->sorted, cmp_str);
+	return hit ? hit - w->sorted : -1;
+}
+
+static int
+is_final(const char *status, size_t n)
+{
+	return (n == 9 && memcmp(status, "succeeded", 9) == 0) ||
+	    (n == 6 && memcmp(status, "failed", 6) == 0) ||
+	    (n == 9 && memcmp(status, "cancelled", 9) == 0);
+}
+
+static void
+mark(struct waiter *w, long i)
+{
+	if (i >= 0 && !w->final[i]) {
+		w->final[i] = 1;
+		w->left--;
+	}
+}
+
+/* Ask each job not yet final for its status (for jobs that were final
+ * before the wait began, and as a safety net for a trimmed log). */
+static void
+check_all(struct waiter *w)
+{
+	char key[KEY_MAX + ID_MAX];
+
+	for (size_t start = 0; start < w->n; start += BATCH) {
+		size_t end = start + BATCH < w->n ? start + BATCH : w->n, sent = 0;
+		for (size_t i = start; i < end; i++) {
+			if (w->final[i])
+				continue;
+			const char *argv[] = {"HGET", key, "status"};
+			snprintf(key, sizeof key, "%s%s", w->keys->job, w->sorted[i]);
+			redisAppendCommandArgv(w->c, 3, argv, NULL);
+			sent++;
+		}
+		for (size_t i = start; i < end && sent > 0; i++) {
+			if (w->final[i])
+				continue;
+			redisReply *r = redis_get_reply(w->c, w->url, "waiting for jobs");
+			/* an id with no job (trimmed already) counts as final */
+			if (r->type != REDIS_REPLY_STRING || is_final(r->str, r->len))
+				mark(w, (long)i);
+			freeReplyObject(r);
+			sent--;
+		}
+	}
+}
+
+static void
+read_log_entries(struct waiter *w, const redisReply *entries)
+{
+	for (size_t i = 0; i < entries->elements; i++) {
+		const redisReply *e = entries->element[i], *f = e->element[1];
+		const redisReply *status = NULL, *ids = NULL;
+		snprintf(w->after, sizeof w->after, "%s", e->element[0]->str);
+		for (size_t j = 0; j + 1 < f->elements; j += 2) {
+			if (strcmp(f->element[j]->str, "status") == 0)
+				status = f->element[j + 1];
+			else if (strcmp(f->element[j]->str, "ids") == 0)
+				ids = f->element[j + 1];
+		}
+		if (!status || !ids || !is_final(status->str, status->len))
+			continue;
+		for (const char *p = ids->str; *p;) {
+			size_t n = strcspn(p, " ");
+			mark(w, find(w, p, n));
+			p += n + (p[n] == ' ');
+		}
+	}
+}
+
+static long long
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+waiter_wait(struct waiter *w, long long timeout_ms)
+{
+	long long deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
+	char block[24];
+
+	w->sorted = xcalloc(w->n + 1, sizeof *w->sorted);
+	memcpy(w->sorted, w->ids, w->n * sizeof *w->ids);
+	qsort(w->sorted, w->n, sizeof *w->sorted, cmp_str);
+	w->final = xcalloc(w->n + 1, 1);
+	w->left = w->n;
+	check_all(w);
+	while (w->left > 0) {
+		long long left = deadline < 0 ? BLOCK_MS : deadline - mono_ms();
+		if (left <= 0)
+			return EX_TEMPFAIL;
+		snprintf(block, sizeof block, "%lld", left < BLOCK_MS ? left : BLOCK_MS);
+		const char *argv[] = {"XREAD", "COUNT", "1000", "BLOCK", block,
+		    "STREAMS", w->keys->log, w->after};
+		redisReply *r = redisCommandArgv(w->c, 8, argv, NULL);
+		if (!r)
+			redis_die_io(w->c, w->url, "waiting for jobs");
+		if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
+			read_log_entries(w, r->element[0]->element[1]);
+		else if (r->type == REDIS_REPLY_NIL)
+			check_all(w); /* a quiet while: ask directly */
+		freeReplyObject(r);
+	}
+	return 0;
+}
+
+int
+waiter_print(struct waiter *w)
+{
+	struct jbuf b = {0};
+	char key[KEY_MAX + ID_MAX];
+	int rc = 0;
+
+	for (size_t start = 0; start < w->n; start += BATCH) {
+		size_t end = start + BATCH < w->n ? start + BATCH : w->n;
+		for (size_t i = start; i < end; i++) {
+			const char *argv[] = {"HGETALL", key};
+			snprintf(key, sizeof key, "%s%s", w->keys->job, w->ids[i]);
+			redisAppendCommandArgv(w->c, 2, argv, NULL);
+		}
+		for (size_t i = start; i < end; i++) {
+			redisReply *r = redis_get_reply(w->c, w->url, "reading jobs");
+			const redisReply *st = NULL;
+			jb_reset(&b);
+			if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+				job_write_record(&b, w->ids[i], w->queue, r);
+				for (size_t j = 0; j + 1 < r->elements; j += 2)
+					if (strcmp(r->element[j]->str, "status") == 0)
+						st = r->element[j + 1];
+			} else {
+				job_write_unknown(&b, w->ids[i], w->queue);
+			}
+			if (!st || strcmp(st->str, "succeeded") != 0)
+				rc = 1;
+			if (jb_line(&b) < 0)
+				die(EX_IOERR, "cannot write to standard output:");
+			freeReplyObject(r);
+		}
+	}
+	jb_free(&b);
+	return rc;
+}
+
+void
+waiter_free(struct waiter *w)
+{
+	if (!w)
+		return;
+	for (size_t i = 0; i < w->n; i++)
+		free(w->ids[i]);
+	free(w->ids);
+	free(w->sorted);
+	free(w->final);
+	free(w);
+}

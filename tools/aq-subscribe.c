@@ -1,0 +1,590 @@
+/* aq-subscribe: print the messages of pub/sub channels, the events of a job
+ * (replay, then live, until it ends), or a queue's log of state changes, as
+ * JSON lines; it reconnects after a Redis restart and resumes streams. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "id.h"
+#include "json.h"
+#include "keys.h"
+#include "log.h"
+#include "redis.h"
+
+#define BLOCK_MS 5000
+#define READ_COUNT "1000"
+#define RECONNECT_MAX_MS 5000
+#define STREAM_ID_MAX 48
+
+enum { OPT_PATTERN = OPT_TOOL, OPT_JOB, OPT_FOLLOW_QUEUE, OPT_AFTER, OPT_COUNT,
+	OPT_TIMEOUT };
+
+struct subscriber {
+	struct config cfg;
+	struct keys keys;
+	int pattern;
+	const char *job;             /* --job */
+	int follow_queue;            /* --queue */
+	char after[STREAM_ID_MAX];   /* the last stream id printed */
+	long count;                  /* --count: 0 for no limit */
+	long printed;
+	long long deadline_ms;       /* --timeout, monotonic; 0 for none */
+	char **channels;
+	int nchannels;
+	redisContext *redis;
+	struct jbuf out;
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: aq-subscribe [-u url | --redis-url-file path] [--prefix p]\n"
+	    "                    [--count n] [--timeout duration] [--pattern] channel ...\n"
+	    "       aq-subscribe [options] [-q queue] --job id [--after stream-id]\n"
+	    "       aq-subscribe [options] -q queue --queue-log [--after stream-id]\n");
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ms left before --timeout (at most cap), or cap without one; 0 when over. */
+static long long
+time_left(const struct subscriber *s, long long cap)
+{
+	long long left;
+
+	if (!s->deadline_ms)
+		return cap;
+	left = s->deadline_ms - now_ms();
+	return left <= 0 ? 0 : left < cap ? left : cap;
+}
+
+static void
+emit(struct subscriber *s)
+{
+	if (jb_line(&s->out) < 0 || fflush(stdout) != 0)
+		die(EX_IOERR, "cannot write to standard output:");
+	s->printed++;
+}
+
+/* data as JSON: stored JSON as it is, anything else as a string */
+static void
+put_data(struct jbuf *b, const char *s, size_t n)
+{
+	char err[64];
+
+	if (n > 0 && json_check(s, n, err, sizeof err) == 0)
+		jb_json(b, s, n);
+	else
+		jb_str(b, s, n);
+}
+
+static int
+done_counting(const struct subscriber *s)
+{
+	return s->count > 0 && s->printed >= s->count;
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+/* Connect, retrying with backoff (a restart is survived) until --timeout. */
+static void
+connect_retrying(struct subscriber *s, int first)
+{
+	char err[512], shown[1024];
+	int code, backoff = 100;
+
+	for (;;) {
+		s->redis = redis_try_connect(&s->cfg.redis, err, sizeof err, &code);
+		if (s->redis)
+			return;
+		if (first || code == EX_NOPERM)
+			die(code, "cannot connect to redis at %s: %s",
+			    url_display(&s->cfg.redis, shown, sizeof shown), err);
+		if (s->deadline_ms && time_left(s, 1) == 0)
+			die(EX_TEMPFAIL, "timed out while redis was unreachable");
+		usleep((useconds_t)backoff * 1000);
+		backoff = backoff * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : backoff * 2;
+	}
+}
+
+static void
+lost_connection(struct subscriber *s, const char *what)
+{
+	char shown[1024];
+
+	warnmsg("lost the connection to redis at %s (%s); reconnecting%s",
+	    url_display(&s->cfg.redis, shown, sizeof shown), s->redis->errstr,
+	    what);
+	redisFree(s->redis);
+	s->redis = NULL;
+	connect_retrying(s, 0);
+}
+
+/* ---- channels --------------------------------------------------------- */
+
+static void
+print_message(struct subscriber *s, const redisReply *r)
+{
+	size_t base = strlen(s->cfg.prefix) + 6; /* "PREFIX:chan:" */
+	int pm = r->elements == 4;
+	const redisReply *chan = r->element[pm ? 2 : 1], *data = r->element[pm ? 3 : 2];
+
+	jb_reset(&s->out);
+	jb_obj_begin(&s->out);
+	if (pm) {
+		jb_key(&s->out, "pattern");
+		jb_str(&s->out, r->element[1]->str + base, r->element[1]->len - base);
+	}
+	jb_key(&s->out, "channel");
+	jb_str(&s->out, chan->str + (chan->len > base ? base : 0),
+	    chan->len > base ? chan->len - base : chan->len);
+	jb_key(&s->out, "data");
+	put_data(&s->out, data->str, data->len);
+	jb_obj_end(&s->out);
+	emit(s);
+}
+
+static void
+subscribe_all(struct subscriber *s)
+{
+	const char **argv = calloc((size_t)s->nchannels + 1, sizeof *argv);
+	char **names = calloc((size_t)s->nchannels, sizeof *names);
+
+	if (!argv || !names)
+		die(EX_OSERR, "out of memory");
+	argv[0] = s->pattern ? "PSUBSCRIBE" : "SUBSCRIBE";
+	for (int i = 0; i < s->nchannels; i++) {
+		size_t n = strlen(s->cfg.prefix) + strlen(s->channels[i]) + 8;
+		names[i] = malloc(n);
+		if (!names[i])
+			die(EX_OSERR, "out of memory");
+		snprintf(names[i], n, "%s:chan:%s", s->cfg.prefix, s->channels[i]);
+		argv[i + 1] = names[i];
+	}
+	if (redisAppendCommandArgv(s->redis, s->nchannels + 1, argv, NULL) != REDIS_OK)
+		redis_die_io(s->redis, &s->cfg.redis, "subscribing");
+	for (int i = 0; i < s->nchannels; i++)
+		free(names[i]);
+	free(names);
+	free(argv);
+}
+
+/* Pub/sub has no history: what is published while the connection is down
+ * is lost; aq-subscribe(1) says so. */
+static int
+follow_channels(struct subscriber *s)
+{
+	subscribe_all(s);
+	while (!done_counting(s)) {
+		long long left = time_left(s, 0);
+		struct timeval tv = {left / 1000, (left % 1000) * 1000};
+		void *reply = NULL;
+		if (s->deadline_ms && left == 0)
+			return EX_TEMPFAIL;
+		redisSetTimeout(s->redis, tv); /* 0: wait as long as it takes */
+		if (redisGetReply(s->redis, &reply) != REDIS_OK) {
+			if (s->deadline_ms && time_left(s, 1) == 0)
+				return EX_TEMPFAIL;
+			lost_connection(s, "; messages published meanwhile are lost");
+			subscribe_all(s);
+			continue;
+		}
+		redisReply *r = reply;
+		if (r->type == REDIS_REPLY_ARRAY && r->elements >= 3 &&
+		    r->element[0]->type == REDIS_REPLY_STRING &&
+		    (strcmp(r->element[0]->str, "message") == 0 ||
+		    strcmp(r->element[0]->str, "pmessage") == 0))
+			print_message(s, r);
+		freeReplyObject(r);
+	}
+	return 0;
+}
+
+/* ---- streams: a job's events, a queue's log --------------------------- */
+
+static const redisReply *
+entry_field(const redisReply *fields, const char *name)
+{
+	for (size_t i = 0; i + 1 < fields->elements; i += 2)
+		if (strcmp(fields->element[i]->str, name) == 0)
+			return fields->element[i + 1];
+	return NULL;
+}
+
+static void
+print_event(struct subscriber *s, const redisReply *entry)
+{
+	const redisReply *f = entry->element[1];
+	const redisReply *type = entry_field(f, "type"), *data = entry_field(f, "data");
+	const redisReply *attempt = entry_field(f, "attempt");
+
+	jb_reset(&s->out);
+	jb_obj_begin(&s->out);
+	jb_kstr(&s->out, "id", entry->element[0]->str);
+	jb_kstr(&s->out, "type", type ? type->str : "event");
+	jb_key(&s->out, "data");
+	if (data)
+		put_data(&s->out, data->str, data->len);
+	else
+		jb_null(&s->out);
+	if (attempt) {
+		jb_key(&s->out, "attempt");
+		jb_raw(&s->out, attempt->str, attempt->len);
+	}
+	jb_obj_end(&s->out);
+	emit(s);
+}
+
+static void
+print_log_entry(struct subscriber *s, const redisReply *entry)
+{
+	const redisReply *f = entry->element[1];
+	const redisReply *status = entry_field(f, "status"), *ids = entry_field(f, "ids");
+
+	jb_reset(&s->out);
+	jb_obj_begin(&s->out);
+	jb_kstr(&s->out, "id", entry->element[0]->str);
+	jb_kstr(&s->out, "queue", s->cfg.queue);
+	jb_kstr(&s->out, "status", status ? status->str : "");
+	jb_key(&s->out, "ids");
+	jb_raw(&s->out, "[", 1);
+	for (const char *p = ids ? ids->str : ""; *p;) {
+		size_t n = strcspn(p, " ");
+		if (p != ids->str)
+			jb_raw(&s->out, ",", 1);
+		jb_str(&s->out, p, n);
+		p += n + (p[n] == ' ');
+	}
+	jb_raw(&s->out, "]", 1);
+	jb_obj_end(&s->out);
+	emit(s);
+}
+
+/* 1 when ids (space-separated) names id */
+static int
+names_id(const char *ids, const char *id)
+{
+	size_t n = strlen(id);
+
+	for (const char *p = ids; (p = strstr(p, id)); p += n)
+		if ((p == ids || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+static int
+final_status(const char *status)
+{
+	return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
+	    strcmp(status, "cancelled") == 0;
+}
+
+/* The job's status now, or NULL (a new string, or NULL for no such job). */
+static char *
+job_status(struct subscriber *s)
+{
+	char key[KEY_MAX + ID_MAX];
+	const char *argv[3] = {"HGET", key, "status"};
+	redisReply *r;
+	char *out;
+
+	snprintf(key, sizeof key, "%s%s", s->keys.job, s->job);
+	r = redisCommandArgv(s->redis, 3, argv, NULL);
+	if (!r)
+		return (char *)-1;
+	out = r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+	freeReplyObject(r);
+	return out;
+}
+
+/* XRANGE the stream after s->after to its end, printing each entry. */
+static int
+drain(struct subscriber *s, const char *stream, int events)
+{
+	char from[STREAM_ID_MAX + 1];
+
+	for (;;) {
+		snprintf(from, sizeof from, "(%s", s->after);
+		const char *argv[] = {"XRANGE", stream, from, "+", "COUNT", READ_COUNT};
+		redisReply *r = redisCommandArgv(s->redis, 6, argv, NULL);
+		if (!r)
+			return -1;
+		size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+		for (size_t i = 0; i < n && !done_counting(s); i++) {
+			snprintf(s->after, sizeof s->after, "%s", r->element[i]->element[0]->str);
+			if (events)
+				print_event(s, r->element[i]);
+			else
+				print_log_entry(s, r->element[i]);
+		}
+		freeReplyObject(r);
+		if (n < 1000 || done_counting(s))
+			return 0;
+	}
+}
+
+static void
+print_end(struct subscriber *s, const char *status)
+{
+	jb_reset(&s->out);
+	jb_obj_begin(&s->out);
+	jb_kstr(&s->out, "type", "end");
+	jb_kstr(&s->out, "status", status);
+	jb_obj_end(&s->out);
+	s->printed--; /* not counted as an event */
+	emit(s);
+}
+
+/* The id of the last entry of the log now ("0-0" when empty): the job's end
+ * is watched for from there on. */
+static int
+log_tail(struct subscriber *s, char *out)
+{
+	const char *argv[] = {"XREVRANGE", s->keys.log, "+", "-", "COUNT", "1"};
+	redisReply *r = redisCommandArgv(s->redis, 6, argv, NULL);
+
+	if (!r)
+		return -1;
+	snprintf(out, STREAM_ID_MAX, "%s", r->type == REDIS_REPLY_ARRAY && r->elements ?
+	    r->element[0]->element[0]->str : "0-0");
+	freeReplyObject(r);
+	return 0;
+}
+
+/* Did this XREAD reply carry a log entry naming the job? The log's last
+ * id seen is kept in logid. */
+static int
+log_names_job(const struct subscriber *s, const redisReply *r, char *logid)
+{
+	int named = 0;
+
+	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+		const redisReply *stream = r->element[i];
+		if (strcmp(stream->element[0]->str, s->keys.log) != 0)
+			continue;
+		for (size_t j = 0; j < stream->element[1]->elements; j++) {
+			const redisReply *e = stream->element[1]->element[j];
+			const redisReply *ids = entry_field(e->element[1], "ids");
+			snprintf(logid, STREAM_ID_MAX, "%s", e->element[0]->str);
+			named |= ids && names_id(ids->str, s->job);
+		}
+	}
+	return named;
+}
+
+/* Replay the job's events, then follow them live; the job's end is seen on
+ * the queue's log, read in the same XREAD, so no polling is needed. */
+static int
+follow_job(struct subscriber *s)
+{
+	char events[KEY_MAX + ID_MAX], logid[STREAM_ID_MAX] = "", block[24];
+	char *status = NULL;
+	int check = 1, rc;
+
+	snprintf(events, sizeof events, "%sevents:%s", s->keys.base, s->job);
+	for (;;) {
+		if (!logid[0] && log_tail(s, logid) < 0)
+			goto reconnect;
+		if (check) {
+			free(status);
+			if ((status = job_status(s)) == (char *)-1) {
+				status = NULL;
+				goto reconnect;
+			}
+			if (!status)
+				die(1, "no job %s in queue %s", s->job, s->cfg.queue);
+			check = 0;
+		}
+		if (drain(s, events, 1) < 0)
+			goto reconnect;
+		if (final_status(status) || done_counting(s))
+			break;
+		long long left = time_left(s, BLOCK_MS);
+		if (s->deadline_ms && left == 0) {
+			free(status);
+			return EX_TEMPFAIL;
+		}
+		snprintf(block, sizeof block, "%lld", left);
+		const char *argv[] = {"XREAD", "COUNT", READ_COUNT, "BLOCK", block,
+		    "STREAMS", events, s->keys.log, s->after, logid};
+		redisReply *r = redisCommandArgv(s->redis, 10, argv, NULL);
+		if (!r)
+			goto reconnect;
+		/* events are printed by the next drain; the status is looked at
+		 * again when the log names the job, or after a quiet while */
+		check = r->type == REDIS_REPLY_NIL || log_names_job(s, r, logid);
+		freeReplyObject(r);
+		continue;
+reconnect:
+		lost_connection(s, "");
+		logid[0] = '\0';
+		check = 1;
+	}
+	if (final_status(status))
+		print_end(s, status);
+	rc = !final_status(status) || strcmp(status, "succeeded") == 0 ? 0 : 1;
+	free(status);
+	return rc;
+}
+
+static int
+follow_log(struct subscriber *s)
+{
+	char block[24];
+
+	if (!s->after[0] && log_tail(s, s->after) < 0)
+		die(EX_UNAVAILABLE, "lost the connection to redis");
+	while (!done_counting(s)) {
+		long long left = time_left(s, BLOCK_MS);
+		if (s->deadline_ms && left == 0)
+			return EX_TEMPFAIL;
+		snprintf(block, sizeof block, "%lld", left);
+		const char *argv[] = {"XREAD", "COUNT", READ_COUNT, "BLOCK", block,
+		    "STREAMS", s->keys.log, s->after};
+		redisReply *r = redisCommandArgv(s->redis, 8, argv, NULL);
+		if (!r) {
+			lost_connection(s, "");
+			continue;
+		}
+		if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+			const redisReply *entries = r->element[0]->element[1];
+			for (size_t i = 0; i < entries->elements && !done_counting(s); i++) {
+				snprintf(s->after, sizeof s->after, "%s",
+				    entries->element[i]->element[0]->str);
+				print_log_entry(s, entries->element[i]);
+			}
+		}
+		freeReplyObject(r);
+	}
+	return 0;
+}
+
+/* ---- options ---------------------------------------------------------- */
+
+static int
+stream_id_valid(const char *s)
+{
+	size_t n = strspn(s, "0123456789");
+
+	if (n == 0 || n > 20)
+		return 0;
+	if (s[n] == '\0')
+		return 1;
+	return s[n] == '-' && strspn(s + n + 1, "0123456789") == strlen(s + n + 1) &&
+	    strlen(s + n + 1) > 0 && strlen(s + n + 1) <= 20;
+}
+
+static int
+channel_valid(const char *c, int pattern)
+{
+	size_t n = strlen(c);
+
+	if (!pattern)
+		return id_valid(c, n);
+	for (size_t i = 0; i < n; i++)
+		if (!id_valid(c + i, 1) && !strchr("*?[]^", c[i]))
+			return 0;
+	return n >= 1 && n <= ID_MAX;
+}
+
+static void
+parse_options(struct subscriber *s, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CONFIG_LONG_OPTIONS,
+		{"pattern", no_argument, NULL, OPT_PATTERN},
+		{"job", required_argument, NULL, OPT_JOB},
+		{"queue-log", no_argument, NULL, OPT_FOLLOW_QUEUE},
+		{"after", required_argument, NULL, OPT_AFTER},
+		{"count", required_argument, NULL, OPT_COUNT},
+		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "q:u:h", longopts, NULL)) != -1) {
+		if (config_option(&s->cfg, c, optarg, usage))
+			continue;
+		switch (c) {
+		case OPT_PATTERN:
+			s->pattern = 1;
+			break;
+		case OPT_JOB:
+			if (!id_valid(optarg, strlen(optarg)))
+				die(EX_USAGE, "invalid --job id: want 1 to %d of "
+				    "A-Z a-z 0-9 . _ : @ / -", ID_MAX);
+			s->job = optarg;
+			break;
+		case OPT_FOLLOW_QUEUE:
+			s->follow_queue = 1;
+			break;
+		case OPT_AFTER:
+			if (!stream_id_valid(optarg))
+				die(EX_USAGE, "invalid --after '%.60s': want a stream id "
+				    "like 1795000000000-0", optarg);
+			snprintf(s->after, sizeof s->after, "%s", optarg);
+			break;
+		case OPT_COUNT:
+			s->count = option_int("--count", optarg, 1, 1000000000L);
+			break;
+		case OPT_TIMEOUT:
+			s->deadline_ms = now_ms() + option_duration("--timeout", optarg, 0);
+			break;
+		default:
+			usage(stderr);
+			exit(EX_USAGE);
+		}
+	}
+	s->channels = argv + optind;
+	s->nchannels = argc - optind;
+	if ((s->job != NULL) + s->follow_queue + (s->nchannels > 0) != 1)
+		die(EX_USAGE, "give channels, --job ID, or --queue-log (one of them)");
+	if (s->after[0] && !s->job && !s->follow_queue)
+		die(EX_USAGE, "--after goes with --job or --queue-log");
+	for (int i = 0; i < s->nchannels; i++)
+		if (!channel_valid(s->channels[i], s->pattern))
+			die(EX_USAGE, "invalid channel name '%.80s': want 1 to %d of "
+			    "A-Z a-z 0-9 . _ : @ / -%s", s->channels[i], ID_MAX,
+			    s->pattern ? " and * ? [ ] ^" : "");
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct subscriber s;
+	int rc;
+
+	log_init(argv[0]);
+	config_init(&s.cfg);
+	parse_options(&s, argc, argv);
+	config_finish(&s.cfg);
+	keys_init(&s.keys, s.cfg.prefix, s.cfg.queue);
+	if (s.job && !s.after[0])
+		snprintf(s.after, sizeof s.after, "0-0");
+	connect_retrying(&s, 1);
+	if (s.job)
+		rc = follow_job(&s);
+	else if (s.follow_queue)
+		rc = follow_log(&s);
+	else
+		rc = follow_channels(&s);
+	if (rc == EX_TEMPFAIL)
+		warnmsg("timed out");
+	redisFree(s.redis);
+	jb_free(&s.out);
+	url_forget(&s.cfg.redis);
+	return finish_stdout(rc);
+}
