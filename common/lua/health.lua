@@ -1,0 +1,31 @@
+-- health.lua: the figures of one queue for aq-health, from counters and
+-- sorted-set cardinalities only: never a scan of the jobs.
+-- KEYS: the queue keys of lib.lua's queue_keys
+-- ARGV: 1 key base
+-- Returns {waiting, delayed, active, live workers, oldest waiting age ms
+-- (-1 when none waits), server time ms, stats as a flat field/value list}.
+local now = now_ms()
+local Q = queue_keys(ARGV[1])
+
+-- The oldest waiting job is the head of one of the priority levels (FIFO
+-- within a level): look at each level's head only.
+local function oldest_age()
+  local oldest, from = -1, '-inf'
+  for _ = 1, 2001 do -- at most one per priority level
+    local head = redis.call('ZRANGEBYSCORE', Q.wait, from, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if #head == 0 then break end
+    local t = redis.call('HMGET', Q.job .. head[1], 'created', 'run_at', 'queued_at')
+    local since = 0
+    for i = 1, 3 do
+      local v = tonumber(t[i])
+      if v and v > since then since = v end
+    end
+    if since > 0 and now - since > oldest then oldest = now - since end
+    from = int((math.floor(tonumber(head[2]) / PRIORITY_SPAN) + 1) * PRIORITY_SPAN)
+  end
+  return oldest
+end
+
+return {redis.call('ZCARD', Q.wait), redis.call('ZCARD', Q.delayed),
+  redis.call('ZCARD', Q.active), redis.call('ZCOUNT', Q.workers, now, '+inf'),
+  oldest_age(), now, redis.call('HGETALL', Q.stats)}

@@ -1,0 +1,600 @@
+/* aq-health: how Redis and the queues are, as one JSON document (or the
+ * Prometheus text format), with thresholds that give monitoring-plugin
+ * exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "id.h"
+#include "json.h"
+#include "keys.h"
+#include "log.h"
+#include "mem.h"
+#include "redis.h"
+#include "script.h"
+
+#define QUEUES_MAX 1024
+#define ALERTS_MAX 64
+
+enum level { OK, WARNING, CRITICAL, UNKNOWN };
+static const char *level_names[] = {"OK", "WARNING", "CRITICAL", "UNKNOWN"};
+
+enum { OPT_WORKERS = OPT_TOOL, OPT_PROMETHEUS, OPT_WARN_DEPTH, OPT_CRIT_DEPTH,
+	OPT_WARN_AGE, OPT_CRIT_AGE, OPT_WARN_WORKERS, OPT_CRIT_WORKERS };
+
+static const char *counters[] = {"enqueued", "succeeded", "failed", "retried",
+	"recovered", "cancelled"};
+#define NCOUNTERS (sizeof counters / sizeof counters[0])
+
+struct figures {
+	const char *queue;
+	long long waiting, delayed, active, workers, oldest_ms, now_ms;
+	long long count[NCOUNTERS];
+	redisReply *worker_list;     /* --workers: ids, then HGETALL replies */
+	redisReply **worker_info;
+};
+
+/* A threshold pair: alert when the value is above (or, for workers, below). */
+struct limits {
+	long long warn, crit;        /* -1: not set */
+};
+
+struct health {
+	struct config cfg;
+	const char *queues[QUEUES_MAX];
+	int nqueues;
+	int list_workers, prometheus;
+	struct limits depth, age_ms, workers;
+	redisContext *redis;
+	int reachable;
+	char why[512];               /* when not reachable */
+	double latency_ms;
+	char version[32];
+	long long used_memory;
+	struct figures *fig;
+	int nfig;
+	enum level level;
+	char alerts[ALERTS_MAX][256];
+	int nalerts;
+	struct jbuf out;
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: aq-health [-q queue ...] [-u url | --redis-url-file path] [--prefix p]\n"
+	    "                 [--workers] [--prometheus] [--warn-depth n] [--crit-depth n]\n"
+	    "                 [--warn-age duration] [--crit-age duration]\n"
+	    "                 [--warn-workers n] [--crit-workers n]\n");
+}
+
+static void
+alert(struct health *h, enum level l, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+alert(struct health *h, enum level l, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (l > h->level)
+		h->level = l;
+	if (h->nalerts == ALERTS_MAX)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(h->alerts[h->nalerts++], sizeof h->alerts[0], fmt, ap);
+	va_end(ap);
+}
+
+static double
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- gathering -------------------------------------------------------- */
+
+/* A reply, or NULL after marking Redis unreachable with the reason. */
+static redisReply *
+ask(struct health *h, int argc, const char **argv)
+{
+	redisReply *r = redisCommandArgv(h->redis, argc, argv, NULL);
+
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		snprintf(h->why, sizeof h->why, "%s failed: %s", argv[0],
+		    r ? r->str : h->redis->errstr);
+		freeReplyObject(r);
+		h->reachable = 0;
+		return NULL;
+	}
+	return r;
+}
+
+static long long
+info_number(const char *info, const char *field)
+{
+	const char *p = strstr(info, field);
+
+	return p ? atoll(p + strlen(field)) : -1;
+}
+
+static void
+check_redis(struct health *h)
+{
+	char err[512];
+	int code;
+	double t0;
+	const char *ping[] = {"PING"}, *info[] = {"INFO", "server"}, *mem[] = {"INFO", "memory"};
+	redisReply *r;
+
+	h->redis = redis_try_connect(&h->cfg.redis, err, sizeof err, &code);
+	if (!h->redis) {
+		snprintf(h->why, sizeof h->why, "%s", err);
+		return;
+	}
+	h->reachable = 1;
+	t0 = mono_ms();
+	if (!(r = ask(h, 1, ping)))
+		return;
+	h->latency_ms = mono_ms() - t0;
+	freeReplyObject(r);
+	if (!(r = ask(h, 2, info)))
+		return;
+	const char *v = strstr(r->str, "redis_version:");
+	if (v)
+		snprintf(h->version, sizeof h->version, "%.*s",
+		    (int)strcspn(v + 14, "\r\n"), v + 14);
+	freeReplyObject(r);
+	if (!(r = ask(h, 2, mem)))
+		return;
+	h->used_memory = info_number(r->str, "used_memory:");
+	freeReplyObject(r);
+}
+
+static void
+list_queues(struct health *h)
+{
+	struct keys k;
+	const char *argv[2] = {"SMEMBERS", k.queues};
+	redisReply *r;
+
+	if (h->nqueues > 0)
+		return;
+	keys_init(&k, h->cfg.prefix, "x");
+	if (!(r = ask(h, 2, argv)))
+		return;
+	for (size_t i = 0; i < r->elements && h->nqueues < QUEUES_MAX; i++)
+		if (queue_valid(r->element[i]->str))
+			h->queues[h->nqueues++] = xstrdup(r->element[i]->str);
+	freeReplyObject(r);
+}
+
+static void
+read_figures(struct figures *f, const redisReply *r)
+{
+	long long *v[] = {&f->waiting, &f->delayed, &f->active, &f->workers,
+	    &f->oldest_ms, &f->now_ms};
+	const redisReply *stats = r->element[6];
+
+	for (int i = 0; i < 6; i++)
+		*v[i] = r->element[i]->integer;
+	for (size_t i = 0; i + 1 < stats->elements; i += 2)
+		for (size_t c = 0; c < NCOUNTERS; c++)
+			if (strcmp(stats->element[i]->str, counters[c]) == 0)
+				f->count[c] = atoll(stats->element[i + 1]->str);
+}
+
+/* The live workers of a queue and their registration hashes. */
+static void
+read_workers(struct health *h, struct figures *f)
+{
+	struct keys k;
+	char now[24], key[KEY_MAX + ID_MAX];
+	const char *argv[] = {"ZRANGEBYSCORE", k.workers, now, "+inf"};
+
+	keys_init(&k, h->cfg.prefix, f->queue);
+	snprintf(now, sizeof now, "%lld", f->now_ms);
+	if (!(f->worker_list = ask(h, 4, argv)))
+		return;
+	f->worker_info = xcalloc(f->worker_list->elements + 1, sizeof *f->worker_info);
+	for (size_t i = 0; i < f->worker_list->elements; i++) {
+		const char *hget[] = {"HGETALL", key};
+		snprintf(key, sizeof key, "%sworker:%s", k.base, f->worker_list->element[i]->str);
+		if (!(f->worker_info[i] = ask(h, 2, hget)))
+			return;
+	}
+}
+
+static void
+check_queues(struct health *h)
+{
+	list_queues(h);
+	h->fig = xcalloc((size_t)h->nqueues + 1, sizeof *h->fig);
+	for (int i = 0; i < h->nqueues && h->reachable; i++) {
+		struct keys k;
+		char numkeys[16];
+		const char *argv[3 + KEYS_SCRIPT + 1];
+		size_t lens[3 + KEYS_SCRIPT + 1];
+		redisReply *r;
+		keys_init(&k, h->cfg.prefix, h->queues[i]);
+		script_argv(&script_health, KEYS_SCRIPT, numkeys, argv, lens);
+		int argc = 3 + keys_script_argv(&k, argv + 3);
+		argv[argc++] = k.base;
+		for (int j = 3; j < argc; j++)
+			lens[j] = strlen(argv[j]);
+		r = script_call(h->redis, &h->cfg.redis, &script_health, argc, argv, lens);
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 7) {
+			snprintf(h->why, sizeof h->why, "the health script failed: %s",
+			    r && r->type == REDIS_REPLY_ERROR ? r->str : h->redis->errstr);
+			h->reachable = 0;
+			freeReplyObject(r);
+			return;
+		}
+		h->fig[h->nfig].queue = h->queues[i];
+		read_figures(&h->fig[h->nfig], r);
+		freeReplyObject(r);
+		if (h->list_workers)
+			read_workers(h, &h->fig[h->nfig]);
+		h->nfig++;
+	}
+}
+
+/* ---- judging ---------------------------------------------------------- */
+
+static void
+judge_above(struct health *h, const char *queue, const char *what,
+    long long value, const struct limits *l, const char *unit)
+{
+	if (l->crit >= 0 && value > l->crit)
+		alert(h, CRITICAL, "queue %s: %s %lld%s (critical above %lld%s)", queue,
+		    what, value, unit, l->crit, unit);
+	else if (l->warn >= 0 && value > l->warn)
+		alert(h, WARNING, "queue %s: %s %lld%s (warning above %lld%s)", queue,
+		    what, value, unit, l->warn, unit);
+}
+
+static void
+judge(struct health *h)
+{
+	char shown[1024];
+
+	if (!h->reachable) {
+		alert(h, CRITICAL, "redis at %s: %s", url_display(&h->cfg.redis, shown,
+		    sizeof shown), h->why);
+		return;
+	}
+	for (int i = 0; i < h->nfig; i++) {
+		const struct figures *f = &h->fig[i];
+		judge_above(h, f->queue, "waiting", f->waiting, &h->depth, "");
+		if (f->oldest_ms >= 0)
+			judge_above(h, f->queue, "oldest waiting", f->oldest_ms / 1000,
+			    &(struct limits){h->age_ms.warn < 0 ? -1 : h->age_ms.warn / 1000,
+			    h->age_ms.crit < 0 ? -1 : h->age_ms.crit / 1000}, "s");
+		if (h->workers.crit >= 0 && f->workers < h->workers.crit)
+			alert(h, CRITICAL, "queue %s: %lld live workers (critical below %lld)",
+			    f->queue, f->workers, h->workers.crit);
+		else if (h->workers.warn >= 0 && f->workers < h->workers.warn)
+			alert(h, WARNING, "queue %s: %lld live workers (warning below %lld)",
+			    f->queue, f->workers, h->workers.warn);
+	}
+}
+
+/* ---- JSON ------------------------------------------------------------- */
+
+static void
+json_hash_fields(struct jbuf *b, const redisReply *hash)
+{
+	for (size_t i = 0; hash && i + 1 < hash->elements; i += 2) {
+		const char *k = hash->element[i]->str, *v = hash->element[i + 1]->str;
+		jb_key(b, k);
+		if (strcmp(k, "started") == 0 || strcmp(k, "heartbeat") == 0)
+			jb_millis(b, atoll(v));
+		else if (strcmp(k, "pid") == 0 || strcmp(k, "jobs") == 0)
+			jb_int(b, atoll(v));
+		else
+			jb_str(b, v, strlen(v));
+	}
+}
+
+static void
+json_workers(struct health *h)
+{
+	struct jbuf *b = &h->out;
+
+	jb_key(b, "workers");
+	jb_raw(b, "[", 1);
+	int first = 1;
+	for (int i = 0; i < h->nfig; i++) {
+		const struct figures *f = &h->fig[i];
+		for (size_t w = 0; f->worker_list && w < f->worker_list->elements; w++) {
+			if (!first)
+				jb_raw(b, ",", 1);
+			first = 0;
+			jb_obj_begin(b);
+			jb_kstr(b, "id", f->worker_list->element[w]->str);
+			jb_kstr(b, "queue", f->queue);
+			json_hash_fields(b, f->worker_info ? f->worker_info[w] : NULL);
+			jb_obj_end(b);
+		}
+	}
+	jb_raw(b, "]", 1);
+}
+
+static void
+json_queue(struct jbuf *b, const struct figures *f)
+{
+	jb_obj_begin(b);
+	jb_kstr(b, "queue", f->queue);
+	jb_kint(b, "waiting", f->waiting);
+	jb_kint(b, "delayed", f->delayed);
+	jb_kint(b, "active", f->active);
+	jb_key(b, "oldest_waiting_s");
+	if (f->oldest_ms >= 0)
+		jb_millis(b, f->oldest_ms);
+	else
+		jb_null(b);
+	jb_kint(b, "workers", f->workers);
+	for (size_t c = 0; c < NCOUNTERS; c++)
+		jb_kint(b, counters[c], f->count[c]);
+	jb_obj_end(b);
+}
+
+static void
+print_json(struct health *h)
+{
+	struct jbuf *b = &h->out;
+	char shown[1024], ms[32];
+
+	jb_obj_begin(b);
+	jb_kstr(b, "status", level_names[h->level]);
+	jb_key(b, "redis");
+	jb_obj_begin(b);
+	jb_kstr(b, "url", url_display(&h->cfg.redis, shown, sizeof shown));
+	jb_key(b, "reachable");
+	jb_raw(b, h->reachable ? "true" : "false", h->reachable ? 4 : 5);
+	if (h->reachable) {
+		snprintf(ms, sizeof ms, "%.3f", h->latency_ms);
+		jb_key(b, "latency_ms");
+		jb_raw(b, ms, strlen(ms));
+		jb_kstr(b, "version", h->version);
+		jb_kint(b, "used_memory", h->used_memory);
+	} else {
+		jb_kstr(b, "error", h->why);
+	}
+	jb_obj_end(b);
+	jb_key(b, "postgres");
+	jb_null(b); /* the ledger is not configured: it does not exist yet */
+	jb_key(b, "queues");
+	jb_raw(b, "[", 1);
+	for (int i = 0; i < h->nfig; i++) {
+		if (i)
+			jb_raw(b, ",", 1);
+		json_queue(b, &h->fig[i]);
+	}
+	jb_raw(b, "]", 1);
+	if (h->list_workers)
+		json_workers(h);
+	jb_key(b, "alerts");
+	jb_raw(b, "[", 1);
+	for (int i = 0; i < h->nalerts; i++) {
+		if (i)
+			jb_raw(b, ",", 1);
+		jb_str(b, h->alerts[i], strlen(h->alerts[i]));
+	}
+	jb_raw(b, "]", 1);
+	jb_obj_end(b);
+	if (jb_line(b) < 0)
+		die(EX_IOERR, "cannot write to standard output:");
+}
+
+/* ---- Prometheus ------------------------------------------------------- */
+
+/* A label value: backslash, double quote and newline escaped. */
+static void
+prom_label(FILE *fp, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fprintf(fp, "\\%c", *s);
+		else if (*s == '\n')
+			fputs("\\n", fp);
+		else
+			fputc(*s, fp);
+	}
+}
+
+static void
+prom_head(const char *name, const char *type, const char *help)
+{
+	printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void
+prom_queue_gauge(const struct health *h, const char *name, const char *help,
+    size_t offset)
+{
+	prom_head(name, "gauge", help);
+	for (int i = 0; i < h->nfig; i++) {
+		printf("%s{queue=\"%s\"} %lld\n", name, h->fig[i].queue,
+		    *(const long long *)((const char *)&h->fig[i] + offset));
+	}
+}
+
+static const char *
+hash_value(const redisReply *hash, const char *field)
+{
+	for (size_t i = 0; hash && i + 1 < hash->elements; i += 2)
+		if (strcmp(hash->element[i]->str, field) == 0)
+			return hash->element[i + 1]->str;
+	return "";
+}
+
+static void
+prom_workers(const struct health *h)
+{
+	prom_head("aq_worker_jobs", "gauge", "Jobs a live worker holds.");
+	for (int i = 0; i < h->nfig; i++) {
+		const struct figures *f = &h->fig[i];
+		for (size_t w = 0; f->worker_list && w < f->worker_list->elements; w++) {
+			const redisReply *info = f->worker_info ? f->worker_info[w] : NULL;
+			printf("aq_worker_jobs{queue=\"%s\",worker=\"", f->queue);
+			prom_label(stdout, f->worker_list->element[w]->str);
+			printf("\",host=\"");
+			prom_label(stdout, hash_value(info, "host"));
+			printf("\"} %lld\n", atoll(hash_value(info, "jobs")));
+		}
+	}
+}
+
+static void
+print_prometheus(struct health *h)
+{
+	prom_head("aq_up", "gauge", "1 when Redis answered, 0 when it did not.");
+	printf("aq_up %d\n", h->reachable);
+	prom_head("aq_health_status", "gauge", "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.");
+	printf("aq_health_status %d\n", (int)h->level);
+	if (h->reachable) {
+		prom_head("aq_redis_latency_seconds", "gauge", "Round trip of a PING.");
+		printf("aq_redis_latency_seconds %.6f\n", h->latency_ms / 1000);
+		prom_head("aq_redis_used_memory_bytes", "gauge", "Memory Redis uses.");
+		printf("aq_redis_used_memory_bytes %lld\n", h->used_memory);
+	}
+	prom_queue_gauge(h, "aq_queue_waiting", "Jobs queued and ready to run.",
+	    offsetof(struct figures, waiting));
+	prom_queue_gauge(h, "aq_queue_delayed", "Jobs waiting for their time or a retry.",
+	    offsetof(struct figures, delayed));
+	prom_queue_gauge(h, "aq_queue_active", "Jobs running under a lease.",
+	    offsetof(struct figures, active));
+	prom_queue_gauge(h, "aq_queue_workers", "Live workers of the queue.",
+	    offsetof(struct figures, workers));
+	prom_head("aq_queue_oldest_waiting_seconds", "gauge",
+	    "Age of the job waiting longest (0 when none waits).");
+	for (int i = 0; i < h->nfig; i++)
+		printf("aq_queue_oldest_waiting_seconds{queue=\"%s\"} %.3f\n", h->fig[i].queue,
+		    h->fig[i].oldest_ms > 0 ? (double)h->fig[i].oldest_ms / 1000 : 0.0);
+	prom_head("aq_queue_jobs_total", "counter", "Jobs by event since the queue began.");
+	for (int i = 0; i < h->nfig; i++)
+		for (size_t c = 0; c < NCOUNTERS; c++)
+			printf("aq_queue_jobs_total{queue=\"%s\",event=\"%s\"} %lld\n",
+			    h->fig[i].queue, counters[c], h->fig[i].count[c]);
+	if (h->list_workers)
+		prom_workers(h);
+}
+
+/* ---- options and main ------------------------------------------------- */
+
+static void
+parse_options(struct health *h, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CONFIG_LONG_OPTIONS,
+		{"workers", no_argument, NULL, OPT_WORKERS},
+		{"prometheus", no_argument, NULL, OPT_PROMETHEUS},
+		{"warn-depth", required_argument, NULL, OPT_WARN_DEPTH},
+		{"crit-depth", required_argument, NULL, OPT_CRIT_DEPTH},
+		{"warn-age", required_argument, NULL, OPT_WARN_AGE},
+		{"crit-age", required_argument, NULL, OPT_CRIT_AGE},
+		{"warn-workers", required_argument, NULL, OPT_WARN_WORKERS},
+		{"crit-workers", required_argument, NULL, OPT_CRIT_WORKERS},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "q:u:h", longopts, NULL)) != -1) {
+		if (c == 'q') {
+			if (!queue_valid(optarg))
+				die(EX_USAGE, "invalid queue name '%.120s'", optarg);
+			if (h->nqueues < QUEUES_MAX)
+				h->queues[h->nqueues++] = optarg;
+			continue;
+		}
+		if (config_option(&h->cfg, c, optarg, usage))
+			continue;
+		switch (c) {
+		case OPT_WORKERS: h->list_workers = 1; break;
+		case OPT_PROMETHEUS: h->prometheus = 1; break;
+		case OPT_WARN_DEPTH: h->depth.warn = option_int("--warn-depth", optarg, 0, 1L << 40); break;
+		case OPT_CRIT_DEPTH: h->depth.crit = option_int("--crit-depth", optarg, 0, 1L << 40); break;
+		case OPT_WARN_AGE: h->age_ms.warn = option_duration("--warn-age", optarg, 1); break;
+		case OPT_CRIT_AGE: h->age_ms.crit = option_duration("--crit-age", optarg, 1); break;
+		case OPT_WARN_WORKERS: h->workers.warn = option_int("--warn-workers", optarg, 0, 100000); break;
+		case OPT_CRIT_WORKERS: h->workers.crit = option_int("--crit-workers", optarg, 0, 100000); break;
+		default:
+			usage(stderr);
+			exit(EX_USAGE);
+		}
+	}
+	if (optind < argc)
+		die(EX_USAGE, "unexpected argument '%.80s'", argv[optind]);
+}
+
+static void
+print_summary(const struct health *h)
+{
+	if (h->nalerts == 0) {
+		long long workers = 0;
+		for (int i = 0; i < h->nfig; i++)
+			workers += h->fig[i].workers;
+		warnmsg("OK: %d queue%s, %lld live worker%s", h->nfig, h->nfig == 1 ? "" : "s",
+		    workers, workers == 1 ? "" : "s");
+		return;
+	}
+	fprintf(stderr, "%s: %s:", log_progname(), level_names[h->level]);
+	for (int i = 0; i < h->nalerts; i++)
+		fprintf(stderr, "%s %s", i ? ";" : "", h->alerts[i]);
+	fputc('\n', stderr);
+}
+
+static void
+cleanup(struct health *h, int given)
+{
+	for (int i = 0; i < h->nfig; i++) {
+		struct figures *f = &h->fig[i];
+		for (size_t w = 0; f->worker_list && w < f->worker_list->elements; w++)
+			freeReplyObject(f->worker_info ? f->worker_info[w] : NULL);
+		free(f->worker_info);
+		freeReplyObject(f->worker_list);
+	}
+	free(h->fig);
+	if (!given)
+		for (int i = 0; i < h->nqueues; i++)
+			free((char *)h->queues[i]);
+	if (h->redis)
+		redisFree(h->redis);
+	jb_free(&h->out);
+	url_forget(&h->cfg.redis);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct health h = {.depth = {-1, -1}, .age_ms = {-1, -1},
+	    .workers = {-1, -1}};
+	int given;
+
+	log_init(argv[0]);
+	config_init(&h.cfg);
+	parse_options(&h, argc, argv);
+	config_finish(&h.cfg);
+	given = h.nqueues > 0;
+	check_redis(&h);
+	if (h.reachable)
+		check_queues(&h);
+	judge(&h);
+	if (h.prometheus)
+		print_prometheus(&h);
+	else
+		print_json(&h);
+	print_summary(&h);
+	cleanup(&h, given);
+	return finish_stdout((int)h.level);
+}
