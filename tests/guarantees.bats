@@ -30,11 +30,11 @@ setup() {
 
 teardown() {
 	# whatever happened, nothing this test started lives on
-	local f
+	local f pid
 	for f in "$BATS_TEST_TMPDIR"/*.pid; do
 		[ -e "$f" ] || continue
-		kill -CONT "$(cat "$f")" 2>/dev/null
-		kill -KILL "$(cat "$f")" 2>/dev/null
+		pid=$(cat "$f")
+		{ kill -CONT "$pid"; kill -KILL "$pid" && wait "$pid"; } 2>/dev/null
 	done
 	# a test that stopped Redis, or ran it with an append-only file: back
 	# to the plain server for the tests after it
@@ -73,6 +73,15 @@ stop_bg() {
 	wait "$pid"
 	rc=$?
 	echo "$rc" >"$BATS_TEST_TMPDIR/$1.rc"
+	rm -f "$BATS_TEST_TMPDIR/$1.pid"
+	return 0
+}
+
+# kill_worker NAME: SIGKILL, and reap it
+kill_worker() {
+	local pid
+	pid=$(pid_of "$1")
+	{ kill -KILL "$pid" && wait "$pid"; } 2>/dev/null
 	rm -f "$BATS_TEST_TMPDIR/$1.pid"
 	return 0
 }
@@ -126,8 +135,7 @@ now_ms() { date +%s%3N; }
 		i=$((RANDOM % 3))
 		victim=$(pid_of "${live[i]}")
 		held=$(rcli hget "aq:{chaos}:worker:c${live[i]}" jobs)
-		kill -KILL "$victim"
-		wait "$victim" 2>/dev/null || true
+		{ kill -KILL "$victim" && wait "$victim"; } 2>/dev/null
 		rm -f "${live[i]}.pid"
 		echo "kill $k: ${live[i]} (pid $victim, ${held:-?} jobs at its last heartbeat)" >>kills
 		spawn "$i"
@@ -172,7 +180,7 @@ now_ms() { date +%s%3N; }
 
 @test "G3 G2: a worker stopped past its lease has its handler killed on its side before the lease expires; another worker takes the job over; one outcome, the second worker's" {
 	aq-enqueue -q lease --id j '{"sleep":5}' >/dev/null
-	start_bg A aq-worker -q lease --lease 2s --worker-id A -- "$CHAOS"
+	start_bg A aq-worker -q lease --lease 3s --worker-id A -- "$CHAOS"
 	wait_for 100 grep -q '^j 1 start A ' "$CHAOS_LOG"
 	handler=$(awk '$1 == "j" && $4 == "A" { print $5 }' "$CHAOS_LOG")
 	kill -STOP "$(pid_of A)"
@@ -188,7 +196,7 @@ now_ms() { date +%s%3N; }
 	echo "A's handler $handler gone at $died; A's lease expires at $expiry" >&2
 	(( died < expiry ))
 
-	start_bg B aq-worker -q lease --lease 2s --worker-id B -- "$CHAOS"
+	start_bg B aq-worker -q lease --lease 3s --worker-id B -- "$CHAOS"
 	wait_for 100 grep -q '^j 2 start B ' "$CHAOS_LOG"
 	refute running "$handler"
 	second=$(awk '$1 == "j" && $4 == "B" { print substr($6, 1, length($6) - 3) }' "$CHAOS_LOG")
@@ -316,8 +324,7 @@ now_ms() { date +%s%3N; }
 	# then expired by hand, and aq-sweep recovers the job
 	start_bg A aq-worker -q st --max-jobs 1 --worker-id A -- sleep 60
 	wait_for 100 job_is st lost running
-	kill -KILL "$(pid_of A)"
-	wait "$(pid_of A)" 2>/dev/null || true
+	kill_worker A
 	rcli zadd 'aq:{st}:active' XX 1 lost >/dev/null
 	run aq-sweep -q st
 	assert_success
@@ -346,8 +353,7 @@ now_ms() { date +%s%3N; }
 	wait_for 100 redis_is 2 zcard 'aq:{dead}:workers'
 	expiry=$(rcli zscore 'aq:{dead}:active' k)
 	killed=$(now_ms)
-	kill -KILL "$(pid_of A)"
-	wait "$(pid_of A)" 2>/dev/null || true
+	kill_worker A
 	wait_for 100 eval "[ \"\$(field dead k '[.status, .attempt]')\" = '[\"running\",2]' ]"
 	started=$(rcli hget 'aq:{dead}:job:k' started)
 	echo "killed at $killed, lease seen to expire at $expiry, run again at $started: $((started - killed)) ms" >&2
