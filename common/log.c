@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,10 +59,22 @@ die(int code, const char *fmt, ...)
 	exit(code);
 }
 
+void
+die_output(void)
+{
+	if (errno == EPIPE) {
+		signal(SIGPIPE, SIG_DFL);
+		raise(SIGPIPE);
+	}
+	die(EX_IOERR, "cannot write to standard output:");
+}
+
 int
 finish_stdout(int code)
 {
 	if (fflush(stdout) != 0 || ferror(stdout)) {
+		if (errno == EPIPE)
+			die_output();
 		warnmsg("cannot write to standard output:");
 		return code == 0 ? EX_IOERR : code;
 	}

@@ -19,6 +19,11 @@ void warnmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void die(int code, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 2, 3)));
 
+/* die_output: standard output failed: with EPIPE (the reader went away,
+ * as with `| head`) end quietly as by SIGPIPE, else exit EX_IOERR with
+ * the reason. */
+void die_output(void) __attribute__((noreturn));
+
 /* finish_stdout: flush and check stdout, so a full disk or a closed pipe is
  * an error (EX_IOERR) instead of lost output; returns code otherwise. */
 int finish_stdout(int code);

@@ -2,6 +2,7 @@
  * that name the server (password masked) and the reason. */
 #include "redis.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,9 @@ redis_try_connect(const struct redis_url *u, char *err, size_t errlen, int *code
 {
 	redisContext *c;
 
+	/* a server that closed the connection is an error to report, not a
+	 * signal to die of (standard output's EPIPE: see die_output) */
+	signal(SIGPIPE, SIG_IGN);
 	if (u->is_unix)
 		c = redisConnectUnixWithTimeout(u->path, tv_ms(REDIS_CONNECT_TIMEOUT_MS));
 	else

@@ -216,7 +216,7 @@ waiter_print(struct waiter *w)
 			if (!st || strcmp(st->str, "succeeded") != 0)
 				rc = 1;
 			if (jb_line(&b) < 0)
-				die(EX_IOERR, "cannot write to standard output:");
+				die_output();
 			freeReplyObject(r);
 		}
 	}

@@ -68,7 +68,7 @@ report(struct cancel_run *s, const struct target *t, const redisReply *v)
 		jb_obj_end(&s->out);
 	}
 	if (jb_line(&s->out) < 0)
-		die(EX_IOERR, "cannot write to standard output:");
+		die_output();
 }
 
 /* Cancel the ids of the batch in one call of the cancel script. */

@@ -192,7 +192,7 @@ report_job(struct enqueuer *e, const struct batch *b, size_t i,
 	}
 	jb_obj_end(&e->out);
 	if (jb_line(&e->out) < 0)
-		die(EX_IOERR, "cannot write to standard output:");
+		die_output();
 }
 
 static void
@@ -259,7 +259,7 @@ send_all(void *ctx)
 	while (e->inflight > 0)
 		complete_oldest(e);
 	if (fflush(stdout) != 0)
-		die(EX_IOERR, "cannot write to standard output:");
+		die_output();
 }
 
 static void
@@ -441,7 +441,7 @@ wait_for_outcomes(struct enqueuer *e, int rc)
 	int waited;
 
 	if (fflush(stdout) != 0)
-		die(EX_IOERR, "cannot write to standard output:");
+		die_output();
 	waited = waiter_wait(e->waiter, e->wait_timeout_ms);
 	int outcome = waiter_print(e->waiter);
 	if (waited == EX_TEMPFAIL) {

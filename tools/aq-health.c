@@ -393,7 +393,7 @@ print_json(struct health *h)
 	jb_raw(b, "]", 1);
 	jb_obj_end(b);
 	if (jb_line(b) < 0)
-		die(EX_IOERR, "cannot write to standard output:");
+		die_output();
 }
 
 /* ---- Prometheus ------------------------------------------------------- */

@@ -68,7 +68,7 @@ flush_batch(struct status_run *s)
 			s->unknown++;
 		}
 		if (jb_line(&s->out) < 0)
-			die(EX_IOERR, "cannot write to standard output:");
+			die_output();
 		freeReplyObject(r);
 	}
 	s->n = 0;

@@ -75,7 +75,7 @@ static void
 emit(struct subscriber *s)
 {
 	if (jb_line(&s->out) < 0 || fflush(stdout) != 0)
-		die(EX_IOERR, "cannot write to standard output:");
+		die_output();
 	s->printed++;
 }
 

@@ -85,7 +85,7 @@ print_item(struct sweeper *s, const char *queue, const struct action *a,
 	}
 	jb_obj_end(&s->out);
 	if (jb_line(&s->out) < 0)
-		die(EX_IOERR, "cannot write to standard output:");
+		die_output();
 	s->actions_taken++;
 }
 
@@ -121,28 +121,42 @@ sweep_action(struct sweeper *s, const char *queue, const struct action *a,
 			    queue, s->redis->errstr);
 			return -1;
 		}
-		if (r->type != REDIS_REPLY_ARRAY)
-			die(EX_UNAVAILABLE, "redis refused the %s sweep of queue %s: %s",
-			    a->name, queue, r->type == REDIS_REPLY_ERROR ? r->str :
-			    "unexpected reply");
-		for (size_t i = 0; i + step - 1 < r->elements; i += step)
+		if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+		    r->element[0]->type != REDIS_REPLY_INTEGER) {
+			warnmsg("redis at %s refused the %s sweep of queue %s: %s",
+			    url_display(&s->cfg.redis, shown, sizeof shown), a->name,
+			    queue, r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+			freeReplyObject(r);
+			return -1;
+		}
+		for (size_t i = 1; i + step - 1 < r->elements; i += step)
 			print_item(s, queue, a, r->element[i], a->pairs ? r->element[i + 1] : NULL);
-		n = r->elements / step;
+		n = (size_t)r->element[0]->integer; /* entries looked at */
 		freeReplyObject(r);
 		if ((long)n < s->batch || stop_requested)
 			return 0;
 	}
 }
 
-/* The queues to sweep: those given, or every queue in PREFIX:queues. */
+/* The queues to sweep: every queue in PREFIX:queues; NULL (reported)
+ * when Redis failed. */
 static redisReply *
 known_queues(struct sweeper *s)
 {
 	struct keys k;
 	const char *argv[2] = {"SMEMBERS", k.queues};
+	char shown[1024];
+	redisReply *r;
 
 	keys_init(&k, s->cfg.prefix, "x");
-	return redis_command_ok(s->redis, &s->cfg.redis, 2, argv);
+	r = redisCommandArgv(s->redis, 2, argv, NULL);
+	if (r && r->type == REDIS_REPLY_ARRAY)
+		return r;
+	warnmsg("cannot list the queues at redis %s: %s",
+	    url_display(&s->cfg.redis, shown, sizeof shown),
+	    r ? r->str : s->redis->errstr);
+	freeReplyObject(r);
+	return NULL;
 }
 
 static int
@@ -183,13 +197,15 @@ sweep_pass(struct sweeper *s)
 			rc = sweep_queue(s, s->queues[i]);
 	} else {
 		redisReply *q = known_queues(s);
-		for (size_t i = 0; i < q->elements && rc == 0 && !stop_requested; i++)
+		if (!q)
+			rc = -1;
+		for (size_t i = 0; q && i < q->elements && rc == 0 && !stop_requested; i++)
 			if (queue_valid(q->element[i]->str))
 				rc = sweep_queue(s, q->element[i]->str);
 		freeReplyObject(q);
 	}
 	if (fflush(stdout) != 0)
-		die(EX_IOERR, "cannot write to standard output:");
+		die_output();
 	if (rc < 0) {
 		redisFree(s->redis);
 		s->redis = NULL;

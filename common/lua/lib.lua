@@ -78,7 +78,8 @@ end
 -- Jobs whose lease expired (their worker died, hung or lost Redis; it has
 -- killed their handler by now, or its keeper has): back on the queue with
 -- the attempt counted, or failed when none is left, or cancelled when
--- that was asked. At most limit of them. Returns {id, new status, ...}.
+-- that was asked. At most limit of them. Returns {id, new status, ...} and
+-- the number of set entries looked at (stale entries are dropped).
 local function recover_expired(Q, log, now, limit)
   local out, queued = {}, 0
   local expired = redis.call('ZRANGEBYSCORE', Q.active, '-inf', now, 'LIMIT', 0, limit)
@@ -95,7 +96,7 @@ local function recover_expired(Q, log, now, limit)
       if job[6] == '1' then
         status = 'cancelled'
         finish(Q, log, key, id, status, now, {'error', err})
-      elseif tonumber(job[3]) >= tonumber(job[4]) then
+      elseif (tonumber(job[3]) or 0) >= (tonumber(job[4]) or 1) then
         status = 'failed'
         finish(Q, log, key, id, status, now, {'error', err})
       else
@@ -107,11 +108,11 @@ local function recover_expired(Q, log, now, limit)
     end
   end
   wake(Q.wake, queued)
-  return out
+  return out, #expired
 end
 
 -- Delayed jobs that are due move to the wait set; at most limit of them.
--- Returns their ids.
+-- Returns their ids, and the number of set entries looked at.
 local function promote_due(Q, log, now, limit)
   local out = {}
   local due = redis.call('ZRANGEBYSCORE', Q.delayed, '-inf', now, 'LIMIT', 0, limit)
@@ -124,5 +125,5 @@ local function promote_due(Q, log, now, limit)
     end
   end
   wake(Q.wake, #out)
-  return out
+  return out, #due
 end

@@ -3,7 +3,9 @@
 -- KEYS: the queue keys of lib.lua's queue_keys
 -- ARGV: 1 action, 2 key base ("aq:{q}:"), 3 log cap, 4 limit, 5 the
 --       action's parameter (ms: max wait for "stale", retention for "trim").
--- Actions and what they return:
+-- Returns {entries looked at, items...}: a batch is full when entries looked
+-- at = limit (entries with no job behind them are dropped, not returned).
+-- Actions and their items:
 --   recover  jobs whose lease expired: {id, new status, ...}
 --   promote  delayed jobs that are due: {id, ...}
 --   stale    queued jobs waiting longer than max wait, failed: {id, ...}
@@ -15,6 +17,7 @@ local Q = queue_keys(ARGV[2])
 local action, cap, limit, param = ARGV[1], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local log = new_log()
 local out = {}
+local looked = 0
 
 -- When a queued job started waiting: its last requeue, its due time, or
 -- its creation, whichever is latest.
@@ -33,23 +36,28 @@ end
 -- at the first job that has not waited too long.
 local function fail_stale(max_wait)
   local from = '-inf'
-  while #out < limit do
+  while looked < limit do
     local head = redis.call('ZRANGEBYSCORE', Q.wait, from, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
     if #head == 0 then break end
     local level_end = (math.floor(tonumber(head[2]) / PRIORITY_SPAN) + 1) * PRIORITY_SPAN
+    -- a few at a time: a level whose head is fresh is done with at once
     local ids = redis.call('ZRANGEBYSCORE', Q.wait, from, '(' .. int(level_end),
-      'LIMIT', 0, limit - #out)
+      'LIMIT', 0, math.min(limit - looked, 64))
     local fresh = false
     for _, id in ipairs(ids) do
       local key = Q.job .. id
-      if now - waiting_since(key) <= max_wait then
+      looked = looked + 1
+      if redis.call('HGET', key, 'status') ~= 'queued' then
+        redis.call('ZREM', Q.wait, id) -- no job behind it: drop the entry
+      elseif now - waiting_since(key) <= max_wait then
         fresh = true
         break
+      else
+        redis.call('ZREM', Q.wait, id)
+        finish(Q, log, key, id, 'failed', now,
+          {'error', 'waited longer than ' .. int(max_wait) .. ' ms (--max-wait)'})
+        out[#out + 1] = id
       end
-      redis.call('ZREM', Q.wait, id)
-      finish(Q, log, key, id, 'failed', now,
-        {'error', 'waited longer than ' .. int(max_wait) .. ' ms (--max-wait)'})
-      out[#out + 1] = id
     end
     if fresh or #ids == 0 then from = int(level_end) end
   end
@@ -62,6 +70,7 @@ local function remove_dead_workers()
     redis.call('DEL', Q.base .. 'worker:' .. w)
     out[#out + 1] = w
   end
+  looked = #dead
 end
 
 local function trim_finished(retention)
@@ -71,13 +80,14 @@ local function trim_finished(retention)
     redis.call('ZREM', Q.done, id)
     out[#out + 1] = id
   end
+  looked = #old
   redis.call('XTRIM', Q.log, 'MAXLEN', '~', cap)
 end
 
 if action == 'recover' then
-  out = recover_expired(Q, log, now, limit)
+  out, looked = recover_expired(Q, log, now, limit)
 elseif action == 'promote' then
-  out = promote_due(Q, log, now, limit)
+  out, looked = promote_due(Q, log, now, limit)
 elseif action == 'stale' then
   fail_stale(param)
 elseif action == 'workers' then
@@ -88,4 +98,5 @@ else
   return redis.error_reply('unknown sweep action ' .. tostring(action))
 end
 log_write(log, Q.log, cap)
+table.insert(out, 1, looked)
 return out

@@ -22,7 +22,7 @@ local function apply(key, id, job, outcome, result, err, code, delay)
   -- what an earlier attempt left must not pass for this one's
   redis.call('HDEL', key, 'exit_code', 'error')
   if code ~= '' then fields = {'exit_code', code} end
-  local attempts_left = tonumber(job[3]) < tonumber(job[4])
+  local attempts_left = (tonumber(job[3]) or 0) < (tonumber(job[4]) or 1)
   if job[6] == '1' and outcome ~= 'succeeded' then outcome = 'cancelled' end
   if outcome == 'retry' and not attempts_left then outcome = 'failed' end
   if outcome == 'succeeded' then
@@ -41,7 +41,7 @@ local function apply(key, id, job, outcome, result, err, code, delay)
     redis.call('HINCRBY', Q.stats, 'retried', 1)
     log_add(log, 'delayed', id)
   else -- requeue: stopped by its worker's shutdown; the attempt is not counted
-    redis.call('HSET', key, 'attempt', tonumber(job[3]) - 1)
+    redis.call('HSET', key, 'attempt', math.max((tonumber(job[3]) or 1) - 1, 0))
     queued_now = queued_now + requeue(Q, log, key, id, job[5], now)
   end
 end
