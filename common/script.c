@@ -6,23 +6,32 @@
 
 #include "log.h"
 
-void
-script_load(redisContext *c, const struct redis_url *u, struct script *s)
+int
+script_try_load(redisContext *c, struct script *s, char *err, size_t errlen)
 {
 	redisReply *r = redisCommand(c, "SCRIPT LOAD %s", s->source);
-	char shown[1024];
 
-	if (!r)
-		die(EX_UNAVAILABLE, "cannot load the %s script into redis at %s: %s",
-		    s->name, url_display(u, shown, sizeof shown), c->errstr);
-	if (r->type != REDIS_REPLY_STRING || r->len != 40) {
-		die(EX_UNAVAILABLE, "redis at %s refused the %s script: %s",
-		    url_display(u, shown, sizeof shown), s->name,
-		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
+		snprintf(err, errlen, "cannot load the %s script: %s", s->name,
+		    !r ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str :
+		    "unexpected reply");
+		freeReplyObject(r);
+		return -1;
 	}
 	memcpy(s->sha, r->str, 40);
 	s->sha[40] = '\0';
 	freeReplyObject(r);
+	return 0;
+}
+
+void
+script_load(redisContext *c, const struct redis_url *u, struct script *s)
+{
+	char err[512], shown[1024];
+
+	if (script_try_load(c, s, err, sizeof err) < 0)
+		die(EX_UNAVAILABLE, "redis at %s: %s", url_display(u, shown,
+		    sizeof shown), err);
 }
 
 int

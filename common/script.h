@@ -28,6 +28,10 @@ extern struct script script_health;
  * exits EX_UNAVAILABLE (naming the script and server) on failure. */
 void script_load(redisContext *c, const struct redis_url *u, struct script *s);
 
+/* script_try_load: script_load that reports instead of exiting: 0, or -1
+ * with the reason in err. */
+int script_try_load(redisContext *c, struct script *s, char *err, size_t errlen);
+
 /* script_is_noscript: 1 when r is the NOSCRIPT error reply */
 int script_is_noscript(const redisReply *r);
 

@@ -172,6 +172,9 @@ list_queues(struct health *h)
 	keys_init(&k, h->cfg.prefix, "x");
 	if (!(r = ask(h, 2, argv)))
 		return;
+	if (r->elements > QUEUES_MAX)
+		alert(h, WARNING, "%zu queues: only %d are looked at", r->elements,
+		    QUEUES_MAX);
 	for (size_t i = 0; i < r->elements && h->nqueues < QUEUES_MAX; i++)
 		if (queue_valid(r->element[i]->str))
 			h->queues[h->nqueues++] = xstrdup(r->element[i]->str);
@@ -214,11 +217,27 @@ read_workers(struct health *h, struct figures *f)
 	}
 }
 
+static int
+cmp_queue(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static void
 check_queues(struct health *h)
 {
-	list_queues(h);
+	char err[512];
+
+	if (h->nqueues == 0) { /* all of them: in a stable order */
+		list_queues(h);
+		qsort(h->queues, (size_t)h->nqueues, sizeof h->queues[0], cmp_queue);
+	}
 	h->fig = xcalloc((size_t)h->nqueues + 1, sizeof *h->fig);
+	if (h->reachable && script_try_load(h->redis, &script_health, err, sizeof err) < 0) {
+		snprintf(h->why, sizeof h->why, "%s", err);
+		h->reachable = 0;
+		return;
+	}
 	for (int i = 0; i < h->nqueues && h->reachable; i++) {
 		struct keys k;
 		char numkeys[16];
@@ -231,8 +250,14 @@ check_queues(struct health *h)
 		argv[argc++] = k.base;
 		for (int j = 3; j < argc; j++)
 			lens[j] = strlen(argv[j]);
-		r = script_call(h->redis, &h->cfg.redis, &script_health, argc, argv, lens);
-		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 7) {
+		r = redisCommandArgv(h->redis, argc, argv, lens);
+		if (r && r->type == REDIS_REPLY_ARRAY && r->elements != 7) {
+			alert(h, UNKNOWN, "queue %s: unexpected reply from the health "
+			    "script", h->queues[i]);
+			freeReplyObject(r);
+			continue;
+		}
+		if (!r || r->type != REDIS_REPLY_ARRAY) {
 			snprintf(h->why, sizeof h->why, "the health script failed: %s",
 			    r && r->type == REDIS_REPLY_ERROR ? r->str : h->redis->errstr);
 			h->reachable = 0;
@@ -262,6 +287,35 @@ judge_above(struct health *h, const char *queue, const char *what,
 		    what, value, unit, l->warn, unit);
 }
 
+/* ms as seconds for people: whole from 10 s up or when exact, else 0.1 s */
+static const char *
+seconds(long long ms, char *buf, size_t len)
+{
+	if (ms >= 10000 || ms % 1000 == 0)
+		snprintf(buf, len, "%llds", (ms + (ms % 1000 == 0 ? 0 : 500)) / 1000);
+	else
+		snprintf(buf, len, "%.1fs", (double)ms / 1000);
+	return buf;
+}
+
+/* The oldest waiting age against --warn-age/--crit-age, to the ms. */
+static void
+judge_age(struct health *h, const struct figures *f)
+{
+	char age[32], lim[32];
+	const long long *limit = NULL;
+	enum level l = OK;
+
+	if (h->age_ms.crit >= 0 && f->oldest_ms > h->age_ms.crit)
+		limit = &h->age_ms.crit, l = CRITICAL;
+	else if (h->age_ms.warn >= 0 && f->oldest_ms > h->age_ms.warn)
+		limit = &h->age_ms.warn, l = WARNING;
+	if (limit)
+		alert(h, l, "queue %s: oldest waiting %s (%s above %s)", f->queue,
+		    seconds(f->oldest_ms, age, sizeof age),
+		    l == CRITICAL ? "critical" : "warning", seconds(*limit, lim, sizeof lim));
+}
+
 static void
 judge(struct health *h)
 {
@@ -276,15 +330,13 @@ judge(struct health *h)
 		const struct figures *f = &h->fig[i];
 		judge_above(h, f->queue, "waiting", f->waiting, &h->depth, "");
 		if (f->oldest_ms >= 0)
-			judge_above(h, f->queue, "oldest waiting", f->oldest_ms / 1000,
-			    &(struct limits){h->age_ms.warn < 0 ? -1 : h->age_ms.warn / 1000,
-			    h->age_ms.crit < 0 ? -1 : h->age_ms.crit / 1000}, "s");
+			judge_age(h, f);
 		if (h->workers.crit >= 0 && f->workers < h->workers.crit)
-			alert(h, CRITICAL, "queue %s: %lld live workers (critical below %lld)",
-			    f->queue, f->workers, h->workers.crit);
+			alert(h, CRITICAL, "queue %s: %lld live worker%s (critical below %lld)",
+			    f->queue, f->workers, f->workers == 1 ? "" : "s", h->workers.crit);
 		else if (h->workers.warn >= 0 && f->workers < h->workers.warn)
-			alert(h, WARNING, "queue %s: %lld live workers (warning below %lld)",
-			    f->queue, f->workers, h->workers.warn);
+			alert(h, WARNING, "queue %s: %lld live worker%s (warning below %lld)",
+			    f->queue, f->workers, f->workers == 1 ? "" : "s", h->workers.warn);
 	}
 }
 
@@ -295,6 +347,8 @@ json_hash_fields(struct jbuf *b, const redisReply *hash)
 {
 	for (size_t i = 0; hash && i + 1 < hash->elements; i += 2) {
 		const char *k = hash->element[i]->str, *v = hash->element[i + 1]->str;
+		if (strcmp(k, "queue") == 0)
+			continue; /* written already, from where it was found */
 		jb_key(b, k);
 		if (strcmp(k, "started") == 0 || strcmp(k, "heartbeat") == 0)
 			jb_millis(b, atoll(v));
@@ -513,8 +567,9 @@ parse_options(struct health *h, int argc, char **argv)
 		if (c == 'q') {
 			if (!queue_valid(optarg))
 				die(EX_USAGE, "invalid queue name '%.120s'", optarg);
-			if (h->nqueues < QUEUES_MAX)
-				h->queues[h->nqueues++] = optarg;
+			if (h->nqueues == QUEUES_MAX)
+				die(EX_USAGE, "too many -q: at most %d", QUEUES_MAX);
+			h->queues[h->nqueues++] = optarg;
 			continue;
 		}
 		if (config_option(&h->cfg, c, optarg, usage))
@@ -594,6 +649,8 @@ main(int argc, char **argv)
 		print_prometheus(&h);
 	else
 		print_json(&h);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		die_output();
 	print_summary(&h);
 	cleanup(&h, given);
 	return finish_stdout((int)h.level);
