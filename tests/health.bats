@@ -317,7 +317,7 @@ prom_check() {
 @test "--workers: each worker object has its members once" {
 	start_worker w -q dup --worker-id w-dup -- "$HANDLERS/record"
 	wait_for 50 live_workers dup 1
-	hc --workers
+	hc -q dup --workers
 	assert_equal "$(grep -o '"queue":' hc.out | wc -l)" 2 # the queue's, the worker's
 }
 
