@@ -141,7 +141,13 @@ read_log_entries(struct waiter *w, const redisReply *entries)
 			continue;
 		for (const char *p = ids->str; *p;) {
 			size_t n = strcspn(p, " ");
-			mark(w, find(w, p, n));
+			long i = find(w, p, n);
+			/* the same id given twice: every copy is final */
+			while (i > 0 && strcmp(w->sorted[i - 1], w->sorted[i]) == 0)
+				i--;
+			for (long j = i; j >= 0 && (size_t)j < w->n &&
+			    strcmp(w->sorted[j], w->sorted[i]) == 0; j++)
+				mark(w, j);
 			p += n + (p[n] == ' ');
 		}
 	}

@@ -511,8 +511,9 @@ on_lease_deadline(uv_timer_t *t)
 {
 	struct slot *s = t->data;
 
-	warnmsg("job %s: cannot renew its lease before it expires; killing its "
-	    "handler so that it never runs twice at once", s->id);
+	warnmsg("job %s: its lease could not be renewed before it expires; its "
+	    "handler is killed (by the keeper already, if this worker was "
+	    "stopped) so that the job never runs twice at once", s->id);
 	s->lost = 1;
 	slot_stop(s, STOP_LEASE, 0);
 }

@@ -86,6 +86,27 @@ run_examples() {
 	(( output > 0 ))
 }
 
+@test "the examples of aq-publish(1) run as written" {
+	rcli flushall >/dev/null
+	run bash -c "$(declare -f man_examples run_examples); BATS_TEST_TMPDIR='$BATS_TEST_TMPDIR'; man_examples '$ROOT/man/aq-publish.1' | run_examples"
+	assert_success
+	(( output > 0 ))
+}
+
+@test "the examples of aq-subscribe(1) run as written" {
+	rcli flushall >/dev/null
+	run bash -c "$(declare -f man_examples run_examples); BATS_TEST_TMPDIR='$BATS_TEST_TMPDIR'; man_examples '$ROOT/man/aq-subscribe.1' | run_examples"
+	assert_success
+	(( output > 0 ))
+}
+
+@test "the examples of aq-health(1) run as written" {
+	rcli flushall >/dev/null
+	run bash -c "$(declare -f man_examples run_examples); BATS_TEST_TMPDIR='$BATS_TEST_TMPDIR'; man_examples '$ROOT/man/aq-health.1' | run_examples"
+	assert_success
+	(( output > 0 ))
+}
+
 @test "the examples of aq(7) run as written" {
 	rcli flushall >/dev/null
 	run bash -c "$(declare -f man_examples run_examples); BATS_TEST_TMPDIR='$BATS_TEST_TMPDIR'; man_examples '$ROOT/man/aq.7' | run_examples"

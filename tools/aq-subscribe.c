@@ -189,7 +189,8 @@ follow_channels(struct subscriber *s)
 {
 	subscribe_all(s);
 	while (!done_counting(s)) {
-		long long left = time_left(s, 0);
+		/* with --timeout, read for what is left of it; else block */
+		long long left = s->deadline_ms ? time_left(s, s->deadline_ms) : 0;
 		struct timeval tv = {left / 1000, (left % 1000) * 1000};
 		void *reply = NULL;
 		if (s->deadline_ms && left == 0)

@@ -49,6 +49,7 @@ struct sweeper {
 	redisContext *redis;
 	struct jbuf out;
 	unsigned long actions_taken;
+	int down;                    /* Redis unreachable: said once */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -187,9 +188,16 @@ sweep_pass(struct sweeper *s)
 	if (!s->redis) {
 		s->redis = redis_try_connect(&s->cfg.redis, err, sizeof err, &code);
 		if (!s->redis) {
-			warnmsg("cannot connect to redis at %s: %s",
-			    url_display(&s->cfg.redis, shown, sizeof shown), err);
+			if (!s->down++)
+				warnmsg("cannot connect to redis at %s: %s%s",
+				    url_display(&s->cfg.redis, shown, sizeof shown), err,
+				    s->every_ms >= 0 ? "; trying again each pass" : "");
 			return code == EX_NOPERM ? -2 : -1;
+		}
+		if (s->down) {
+			warnmsg("redis at %s is back", url_display(&s->cfg.redis, shown,
+			    sizeof shown));
+			s->down = 0;
 		}
 	}
 	if (s->nqueues > 0) {
