@@ -80,6 +80,7 @@ struct slot {
 	uv_buf_t wbuf;
 	char env[5][ID_MAX + QUEUE_MAX + 64];
 	unsigned long dropped_events;
+	unsigned long event_calls;  /* numbers this job's event calls */
 };
 
 struct held_call;
@@ -240,14 +241,8 @@ batch_free(struct event_batch *b)
 	free(b->owned);
 }
 
-static void
-on_event_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-	struct worker *w = priv;
-
-	(void)ac;
-	aredis_usable(&w->cmd, reply, "a job's output");
-}
+static void send_held(struct worker *w);
+static void free_held(struct held_call *h);
 
 /* Append the line to the batch as an event of type kind. */
 static void
@@ -259,15 +254,48 @@ event_line(struct event_batch *b, const char *kind, const char *line, size_t n)
 	batch_push(b, data, strlen(data), 1);
 }
 
-/* An event call kept while Redis is out of reach, to be sent when it is
- * back (before any report, on the same connection, so in order). */
+/*
+ * Every event call is kept until Redis has answered it: one that a lost
+ * connection took with it is sent again when the connection is back (before
+ * any report, on the same connection, so in order); event.lua drops a call
+ * it has applied already (by the job's event call number), so none is
+ * recorded twice.
+ */
 struct held_call {
 	struct held_call *next;
 	int argc;
 	char **argv;
 	size_t *lens;
 	size_t bytes;
+	int sent;                  /* awaiting its reply */
 };
+
+/* Replies come in the order of the calls: this one answers the first. */
+static void
+on_event_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct worker *w = priv;
+	struct held_call *h = w->held;
+
+	(void)ac;
+	if (!reply || script_is_noscript(reply)) {
+		/* the connection went (or is made to go, to load the scripts
+		 * again): send them all again when it is back */
+		for (; h; h = h->next)
+			h->sent = 0;
+		if (reply)
+			aredis_usable(&w->cmd, reply, "a job's output");
+		return;
+	}
+	aredis_usable(&w->cmd, reply, "a job's output");
+	if (!h)
+		return;
+	w->held = h->next;
+	if (!w->held)
+		w->held_tail = &w->held;
+	w->held_bytes -= h->bytes;
+	free_held(h);
+}
 
 static void
 hold_call(struct worker *w, const struct event_batch *b)
@@ -299,21 +327,18 @@ free_held(struct held_call *h)
 	free(h);
 }
 
-/* The command connection is back: send the event calls kept meanwhile. */
+/* Send, in order, the event calls not sent yet (or lost with a connection). */
 static void
 send_held(struct worker *w)
 {
-	struct held_call *h;
-
-	while ((h = w->held)) {
+	for (struct held_call *h = w->held; h; h = h->next) {
+		if (h->sent)
+			continue;
 		if (aredis_command(&w->cmd, on_event_reply, w, h->argc,
 		    (const char **)h->argv, h->lens) < 0)
 			return;
-		w->held = h->next;
-		w->held_bytes -= h->bytes;
-		free_held(h);
+		h->sent = 1;
 	}
-	w->held_tail = &w->held;
 }
 
 static void
@@ -321,7 +346,7 @@ send_events(struct slot *s, struct event_batch *b, char *jobkey, char *evkey)
 {
 	struct worker *w = s->w;
 	char numkeys[16];
-	int nlines = (b->argc - 7) / 2;
+	int nlines = (b->argc - 8) / 2;
 
 	if (nlines <= 0)
 		return;
@@ -330,13 +355,12 @@ send_events(struct slot *s, struct event_batch *b, char *jobkey, char *evkey)
 	b->lens[3] = strlen(jobkey);
 	b->argv[4] = evkey;
 	b->lens[4] = strlen(evkey);
-	if (!w->held && aredis_command(&w->cmd, on_event_reply, w, b->argc,
-	    b->argv, b->lens) == 0)
-		return;
-	if (w->held_bytes < HELD_MAX)
-		hold_call(w, b);
-	else
+	if (w->held_bytes >= HELD_MAX) {
 		s->dropped_events += (unsigned long)nlines;
+		return;
+	}
+	hold_call(w, b);
+	send_held(w);
 }
 
 static void
@@ -440,16 +464,22 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		return;
 	if (n > 0)
 		l->len += (size_t)n;
-	/* room for EVALSHA sha numkeys KEYS[2] token cap */
-	for (int i = 0; i < 7; i++)
+	/* room for EVALSHA sha numkeys KEYS[2] token cap call-number */
+	char callno[24];
+	for (int i = 0; i < 8; i++)
 		batch_push(&b, "", 0, 0);
 	b.argv[5] = s->token;
 	b.lens[5] = strlen(s->token);
 	b.argv[6] = EVENTS_CAP;
 	b.lens[6] = strlen(EVENTS_CAP);
+	snprintf(callno, sizeof callno, "%lu", s->event_calls + 1);
+	b.argv[7] = callno;
+	b.lens[7] = strlen(callno);
 	cut_lines(s, is_err, l, n < 0, &b);
 	snprintf(jobkey, sizeof jobkey, "%s%s", s->w->keys.job, s->id);
 	snprintf(evkey, sizeof evkey, "%sevents:%s", s->w->keys.base, s->id);
+	if ((b.argc - 8) / 2 > 0)
+		s->event_calls++;
 	send_events(s, &b, jobkey, evkey);
 	batch_free(&b);
 	if (n < 0)
@@ -583,6 +613,7 @@ slot_start(struct slot *s, redisReply **job, uint64_t claimed_at)
 	s->exec_errno = 0;
 	s->errtail_len = 0;
 	s->dropped_events = 0;
+	s->event_calls = 0;
 	w->running++;
 	slot_lease_renewed(s, claimed_at);
 	slot_env(s, env);

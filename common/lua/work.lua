@@ -84,6 +84,7 @@ if k > 0 then
       local attempt = (tonumber(job[3]) or 0) + 1
       redis.call('HSET', key, 'status', 'running', 'attempt', attempt,
         'started', int(now), 'worker', worker, 'lease', token)
+      redis.call('HDEL', key, 'event_calls') -- numbered anew for this lease
       redis.call('ZADD', Q.active, now + lease, id)
       log_add(log, 'running', id)
       for _, v in ipairs({id, job[2], attempt, job[4], job[5] or '', token}) do
