@@ -62,8 +62,10 @@ asan:
 demo: deps all
 	AQ_BIN=$(CURDIR)/$(BIN) sh examples/demo
 
+# The benchmarks, one after the other (figures, not pass/fail; see bench/README.md).
+BENCHES ?= enqueue worker sweep stream health
 bench: all
-	AQ_BIN=$(CURDIR)/$(BIN) sh bench/enqueue
+	for b in $(BENCHES); do AQ_BIN=$(CURDIR)/$(BIN) sh bench/$$b || exit 1; done
 
 # libFuzzer over the parsers of untrusted input, FUZZ_SECONDS long (clang).
 FUZZ_SECONDS ?= 30
