@@ -163,3 +163,21 @@ option_duration(const char *name, const char *arg, int zero_ok)
 		    "5m, 1h or plain seconds%s", name, arg, zero_ok ? "" : ", above zero");
 	return ms;
 }
+
+void
+config_parse_shared(struct config *c, int argc, char **argv, void (*usage)(FILE *))
+{
+	static const struct option longopts[] = {
+		CONFIG_LONG_OPTIONS,
+		CONFIG_LONG_OPTIONS_LINES,
+		{NULL, 0, NULL, 0},
+	};
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "q:u:h", longopts, NULL)) != -1) {
+		if (!config_option(c, opt, optarg, usage)) {
+			usage(stderr);
+			exit(EX_USAGE);
+		}
+	}
+}

@@ -58,6 +58,12 @@ int config_option(struct config *c, int opt, const char *arg,
  * naming the source of a bad value. */
 void config_finish(struct config *c);
 
+/* config_parse_shared: parse argv for a tool that takes only the shared
+ * flags and --max-line (getopt's optind then points at the operands);
+ * anything else prints usage and exits EX_USAGE. */
+void config_parse_shared(struct config *c, int argc, char **argv,
+    void (*usage)(FILE *));
+
 /* option_int: the integer value of option name in [lo, hi], or exit
  * EX_USAGE naming the option and the range. */
 long option_int(const char *name, const char *arg, long lo, long hi);

@@ -88,10 +88,6 @@ kill_worker() {
 
 rc_of() { cat "$BATS_TEST_TMPDIR/$1.rc"; }
 
-job_is() { # job_is QUEUE ID STATUS
-	[ "$(aq-status -q "$1" "$2" | jq -r .status)" = "$3" ]
-}
-
 field() { # field QUEUE ID JQ-FILTER
 	aq-status -q "$1" "$2" | jq -c "$3"
 }

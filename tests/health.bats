@@ -30,29 +30,6 @@ teardown() {
 	return 0
 }
 
-# start_worker NAME ARGS...: run aq-worker ARGS in the background; its pid
-# goes to worker.NAME.pid and its stderr to worker.NAME.err.
-start_worker() {
-	local name=$1
-	shift
-	aq-worker "$@" 2>"$BATS_TEST_TMPDIR/worker.$name.err" &
-	echo $! >"$BATS_TEST_TMPDIR/worker.$name.pid"
-}
-
-worker_pid() { cat "$BATS_TEST_TMPDIR/worker.$1.pid"; }
-
-# stop_worker NAME: SIGTERM, then wait for it (bounded).
-stop_worker() {
-	local pid
-	pid=$(worker_pid "$1")
-	kill -TERM "$pid" 2>/dev/null
-	wait_for 150 eval "! kill -0 $pid 2>/dev/null"
-	wait "$pid" || true
-}
-
-job_is() { # job_is QUEUE ID STATUS
-	[ "$(aq-status -q "$1" "$2" | jq -r .status)" = "$3" ]
-}
 
 # now_ms: the clock of the Redis server, in epoch milliseconds.
 now_ms() {

@@ -71,3 +71,30 @@ redis_is() {
 ids_of() {
 	jq -r .id <<<"$1"
 }
+
+# start_worker NAME ARGS...: run aq-worker ARGS in the background; its pid
+# goes to worker.NAME.pid and its stderr to worker.NAME.err (in the test's
+# temp dir). A test file's teardown kills what is left.
+start_worker() {
+	local name=$1
+	shift
+	aq-worker "$@" 2>"$BATS_TEST_TMPDIR/worker.$name.err" &
+	echo $! >"$BATS_TEST_TMPDIR/worker.$name.pid"
+}
+
+worker_pid() { cat "$BATS_TEST_TMPDIR/worker.$1.pid"; }
+
+# stop_worker NAME: SIGTERM, then wait for it (bounded); its exit status is
+# left in worker.NAME.rc.
+stop_worker() {
+	local pid rc=0
+	pid=$(worker_pid "$1")
+	kill -TERM "$pid" 2>/dev/null
+	wait_for 150 eval "! kill -0 $pid 2>/dev/null"
+	wait "$pid" || rc=$?
+	echo "$rc" >"$BATS_TEST_TMPDIR/worker.$1.rc"
+}
+
+job_is() { # job_is QUEUE ID STATUS
+	[ "$(aq-status -q "$1" "$2" | jq -r .status)" = "$3" ]
+}

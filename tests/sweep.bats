@@ -31,10 +31,6 @@ field() { # field QUEUE ID JQ-FILTER
 	aq-status -q "$1" "$2" | jq -c "$3"
 }
 
-job_is() { # job_is QUEUE ID STATUS
-	[ "$(aq-status -q "$1" "$2" | jq -r .status)" = "$3" ]
-}
-
 # expire_lease QUEUE ID ATTEMPT [FIELD VALUE]...: turn a queued job into one
 # that worker dead-1 claimed (attempt ATTEMPT, token 1) and then died
 # holding: running, on the active set with a lease that expired long ago.

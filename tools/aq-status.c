@@ -104,24 +104,6 @@ on_line(char *line, size_t len, unsigned long lineno, void *ctx)
 	return 0;
 }
 
-static void
-parse_options(struct status_run *s, int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		CONFIG_LONG_OPTIONS,
-		CONFIG_LONG_OPTIONS_LINES,
-		{NULL, 0, NULL, 0},
-	};
-	int c;
-
-	while ((c = getopt_long(argc, argv, "q:u:h", longopts, NULL)) != -1) {
-		if (!config_option(&s->cfg, c, optarg, usage)) {
-			usage(stderr);
-			exit(EX_USAGE);
-		}
-	}
-}
-
 int
 main(int argc, char **argv)
 {
@@ -130,7 +112,7 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
-	parse_options(&s, argc, argv);
+	config_parse_shared(&s.cfg, argc, argv, usage);
 	config_finish(&s.cfg);
 	argc -= optind;
 	argv += optind;
