@@ -52,3 +52,20 @@ idline_parse(char *line, size_t len, json_t **doc, const char **id,
 	}
 	return 0;
 }
+
+void
+idline_line(char *line, size_t len, unsigned long lineno, const char *queue,
+    idline_fn *add, void *ctx, unsigned long *rejected)
+{
+	const char *id, *why = NULL;
+	json_t *doc;
+	size_t n;
+
+	if (idline_parse(line, len, &doc, &id, &n, &queue, &why) < 0) {
+		warnmsg("line %lu: %s, skipped", lineno, why);
+		(*rejected)++;
+	} else {
+		add(ctx, id, n, queue);
+	}
+	json_decref(doc);
+}

@@ -19,4 +19,14 @@ void idline_check_args(int argc, char **argv);
 int idline_parse(char *line, size_t len, json_t **doc, const char **id,
     size_t *n, const char **queue, const char **why);
 
+/* Takes one id (of queue) that idline_line found. */
+typedef void idline_fn(void *ctx, const char *id, size_t n, const char *queue);
+
+/* idline_line: parse one input line (lineno for messages) with
+ * idline_parse and pass its id to add, with its own queue or queue; a bad
+ * line is reported on stderr ("line N: reason, skipped") and counted in
+ * *rejected. */
+void idline_line(char *line, size_t len, unsigned long lineno,
+    const char *queue, idline_fn *add, void *ctx, unsigned long *rejected);
+
 #endif

@@ -46,14 +46,6 @@ teardown() {
 	return 0
 }
 
-# start_bg NAME CMD...: run CMD in the background; its pid goes to NAME.pid,
-# its stdout to NAME.out and its stderr to NAME.err.
-start_bg() {
-	local name=$1
-	shift
-	"$@" >"$BATS_TEST_TMPDIR/$name.out" 2>"$BATS_TEST_TMPDIR/$name.err" 3>&- &
-	echo $! >"$BATS_TEST_TMPDIR/$name.pid"
-}
 
 pid_of() { cat "$BATS_TEST_TMPDIR/$1.pid"; }
 

@@ -98,3 +98,13 @@ stop_worker() {
 job_is() { # job_is QUEUE ID STATUS
 	[ "$(aq-status -q "$1" "$2" | jq -r .status)" = "$3" ]
 }
+
+# start_bg NAME CMD...: run CMD in the background, its stdout and stderr in
+# NAME.out and NAME.err and its pid in NAME.pid, in the test's temp dir
+# (fd 3, bats' own, is closed so bats does not wait for it).
+start_bg() {
+	local name=$1
+	shift
+	"$@" >"$BATS_TEST_TMPDIR/$name.out" 2>"$BATS_TEST_TMPDIR/$name.err" 3>&- &
+	echo $! >"$BATS_TEST_TMPDIR/$name.pid"
+}

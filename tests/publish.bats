@@ -21,15 +21,6 @@ teardown() {
 	return 0
 }
 
-# start_bg NAME CMD...: run CMD in the background (fd 3 closed, so bats does
-# not wait for it); its pid goes to NAME.pid, stdout to NAME.out, stderr to
-# NAME.err.
-start_bg() {
-	local name=$1
-	shift
-	"$@" >"$name.out" 2>"$name.err" 3>&- &
-	echo $! >"$name.pid"
-}
 
 pid_of() { cat "$1.pid"; }
 

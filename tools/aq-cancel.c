@@ -131,21 +131,19 @@ add_target(struct cancel_run *s, const char *id, size_t n, const char *queue)
 		flush_batch(s);
 }
 
+/* idline_fn: take an id for the batch */
+static void
+take_id(void *ctx, const char *id, size_t n, const char *queue)
+{
+	add_target(ctx, id, n, queue);
+}
+
 static int
 on_line(char *line, size_t len, unsigned long lineno, void *ctx)
 {
 	struct cancel_run *s = ctx;
-	const char *id, *queue = s->cfg.queue, *why = NULL;
-	json_t *doc;
-	size_t n;
 
-	if (idline_parse(line, len, &doc, &id, &n, &queue, &why) < 0) {
-		warnmsg("line %lu: %s, skipped", lineno, why);
-		s->rejected++;
-	} else {
-		add_target(s, id, n, queue);
-	}
-	json_decref(doc);
+	idline_line(line, len, lineno, s->cfg.queue, take_id, s, &s->rejected);
 	return 0;
 }
 
