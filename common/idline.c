@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "id.h"
+#include "jsonl.h"
 #include "log.h"
 
 #define ID_RULE "invalid id (ids are 1 to 200 of A-Z a-z 0-9 . _ : @ / -)"
@@ -25,10 +26,7 @@ idline_parse(char *line, size_t len, json_t **doc, const char **id,
 	json_t *v;
 
 	*doc = NULL;
-	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
-		line[--len] = '\0';
-	while (*line == ' ' || *line == '\t')
-		line++, len--;
+	line = jsonl_trim(line, &len);
 	if (line[0] != '{' && line[0] != '"') {
 		*id = line;
 		*n = len;

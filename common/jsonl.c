@@ -154,6 +154,19 @@ jsonl_each_idle(int fd, size_t max, jsonl_fn fn, jsonl_idle_fn idle, void *ctx,
 	return rc;
 }
 
+char *
+jsonl_trim(char *s, size_t *n)
+{
+	while (*n > 0 && (s[*n - 1] == ' ' || s[*n - 1] == '\t'))
+		(*n)--;
+	s[*n] = '\0';
+	while (*n > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		(*n)--;
+	}
+	return s;
+}
+
 int
 jsonl_parse_max(const char *s, size_t *max)
 {

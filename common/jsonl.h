@@ -30,6 +30,10 @@ typedef void (*jsonl_idle_fn)(void *ctx);
 int jsonl_each_idle(int fd, size_t max, jsonl_fn fn, jsonl_idle_fn idle,
     void *ctx, unsigned long *rejected);
 
+/* jsonl_trim: drop the spaces and tabs around s[0..*n) (NUL-terminated,
+ * writable): the new end gets a NUL; returns the new start. */
+char *jsonl_trim(char *s, size_t *n);
+
 /* jsonl_parse_max: a --max-line value ("65536", "64K", "16M", "1G") into
  * *max; -1 when malformed, zero, or above JSONL_MAX_LIMIT. */
 int jsonl_parse_max(const char *s, size_t *max);

@@ -287,26 +287,13 @@ add_job(struct enqueuer *e, const char *payload, size_t len, unsigned long linen
 		flush_filling(e);
 }
 
-/* Trim spaces and tabs around s[0..*n); returns the new start. */
-static char *
-trim(char *s, size_t *n)
-{
-	while (*n > 0 && (s[*n - 1] == ' ' || s[*n - 1] == '\t'))
-		(*n)--;
-	while (*n > 0 && (*s == ' ' || *s == '\t')) {
-		s++;
-		(*n)--;
-	}
-	return s;
-}
-
 static int
 on_line(char *line, size_t len, unsigned long lineno, void *ctx)
 {
 	struct enqueuer *e = ctx;
 	char err[256];
 
-	line = trim(line, &len);
+	line = jsonl_trim(line, &len);
 	if (json_check(line, len, err, sizeof err) < 0) {
 		warnmsg("line %lu: %s, skipped", lineno, err);
 		e->rejected++;
@@ -493,7 +480,7 @@ main(int argc, char **argv)
 		e.input_name = "argument";
 		for (int i = 0; i < argc; i++) {
 			size_t len = strlen(argv[i]);
-			char *payload = trim(argv[i], &len);
+			char *payload = jsonl_trim(argv[i], &len);
 			add_job(&e, payload, len, (unsigned long)i + 1);
 		}
 	} else {

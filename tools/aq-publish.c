@@ -78,10 +78,7 @@ on_line(char *line, size_t len, unsigned long lineno, void *ctx)
 	struct publisher *p = ctx;
 	char err[256];
 
-	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
-		len--;
-	while (len > 0 && (*line == ' ' || *line == '\t'))
-		line++, len--;
+	line = jsonl_trim(line, &len);
 	if (json_check(line, len, err, sizeof err) < 0) {
 		warnmsg("line %lu: %s, skipped", lineno, err);
 		p->rejected++;
