@@ -1,16 +1,30 @@
 # Makefile: builds the tools into bin/, runs the suites, installs.
-# `make check` runs the tests; `make asan` builds with ASan+UBSan and runs them.
+# `make demo` and `make check` first install (or name) what is missing, then
+# build; `make asan` builds with ASan+UBSan and runs the suite.
 
-VERSION   = 0.1.0
-PREFIX   ?= /usr/local
-MANDIR   ?= $(PREFIX)/share/man
-CC       ?= cc
-PKGS      = hiredis jansson libuv libpq
-BUILD    ?= build
-BIN      ?= bin
+VERSION    = 0.1.0
+PREFIX    ?= /usr/local
+MANDIR    ?= $(PREFIX)/share/man
+CC        ?= cc
+PKG_CONFIG ?= pkg-config
+DEPS      ?= sh scripts/deps.sh
+BUILD     ?= build
+BIN       ?= bin
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# The pkg-config packages the build needs, each with its Debian package.
+PKGS       = hiredis jansson libuv
+deb_hiredis = libhiredis-dev
+deb_jansson = libjansson-dev
+deb_libuv   = libuv1-dev
+
+# Flags are read from pkg-config the first time a recipe needs them, not when
+# the Makefile is parsed: `make demo` and `make check` install the packages
+# before anything is compiled. A missing package stops the build naming it.
+pkg_missing = $(strip $(foreach p,$(PKGS),$(if $(shell $(PKG_CONFIG) --exists $(p) 2>/dev/null && echo y),,$(p))))
+pkg_query = $(if $(pkg_missing),$(error pkg-config ($(PKG_CONFIG)) does not find: $(pkg_missing); \
+    install $(foreach p,$(pkg_missing),$(deb_$(p))) or run `make deps`),$(shell $(PKG_CONFIG) $(1) $(PKGS)))
+PKG_CFLAGS = $(eval PKG_CFLAGS := $(call pkg_query,--cflags))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $(call pkg_query,--libs))$(PKG_LIBS)
 
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_DEFAULT_SOURCE \
@@ -47,25 +61,32 @@ $(BIN)/%: tools/%.c $(BUILD)/libaq.a $(HEADERS) | $(BIN)
 $(BUILD)/unit: tests/unit.c $(BUILD)/libaq.a $(HEADERS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libaq.a $(LDLIBS)
 
+# What the build, the demo or the suite needs: installed as root, else named.
 deps:
-	sh scripts/deps.sh
+	$(DEPS) check
 
-# The whole suite: C unit tests and the bats files, one summary line.
-check: deps all
-	AQ_BIN=$(CURDIR)/$(BIN) AQ_UNIT=$(CURDIR)/$(BUILD)/unit sh tests/run
+# The whole suite: C unit tests and the bats files (or TESTS=FILE.bats...),
+# one summary line. One recipe, in order, so that -j cannot build before deps
+# or test before the build.
+check:
+	$(DEPS) check
+	$(MAKE) all
+	AQ_BIN=$(abspath $(BIN)) AQ_UNIT=$(abspath $(BUILD))/unit sh tests/run $(TESTS)
 
 asan:
 	AQ_SANITIZED=1 $(MAKE) BUILD=build/asan BIN=build/asan/bin \
 	    CFLAGS='-O1 -g -fno-omit-frame-pointer' \
 	    SAN='-fsanitize=address,undefined -fno-sanitize-recover=all' check
 
-demo: deps all
-	AQ_BIN=$(CURDIR)/$(BIN) sh examples/demo
+demo:
+	$(DEPS) demo
+	$(MAKE) all
+	AQ_BIN=$(abspath $(BIN)) sh examples/demo
 
 # The benchmarks, one after the other (figures, not pass/fail; see bench/README.md).
 BENCHES ?= enqueue worker sweep stream health
 bench: all
-	for b in $(BENCHES); do AQ_BIN=$(CURDIR)/$(BIN) sh bench/$$b || exit 1; done
+	for b in $(BENCHES); do AQ_BIN=$(abspath $(BIN)) sh bench/$$b || exit 1; done
 
 # libFuzzer over the parsers of untrusted input, FUZZ_SECONDS long (clang).
 FUZZ_SECONDS ?= 30
@@ -90,6 +111,6 @@ install: all
 	install -m 644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
 
 clean:
-	rm -rf build bin
+	rm -rf $(BUILD) $(BIN)
 
 .PHONY: all deps check asan demo bench fuzz lint install clean
