@@ -12,8 +12,9 @@ BUILD     ?= build
 BIN       ?= bin
 
 # The pkg-config packages the build needs, each with its Debian package.
-PKGS       = hiredis jansson libuv
+PKGS       = hiredis jansson libuv libpq
 deb_hiredis = libhiredis-dev
+deb_libpq   = libpq-dev
 deb_jansson = libjansson-dev
 deb_libuv   = libuv1-dev
 

@@ -12,6 +12,7 @@
 #include "id.h"
 #include "jsonl.h"
 #include "log.h"
+#include "mem.h"
 
 #ifndef AQ_VERSION
 #define AQ_VERSION "0.0.0"
@@ -54,6 +55,12 @@ config_option(struct config *c, int opt, const char *arg, void (*usage)(FILE *))
 		c->prefix = arg;
 		c->prefix_from = "--prefix";
 		return 1;
+	case OPT_DATABASE_URL:
+		c->db_flag = arg;
+		return 1;
+	case OPT_DATABASE_URL_FILE:
+		c->db_file_flag = arg;
+		return 1;
 	case OPT_MAX_LINE:
 		if (jsonl_parse_max(arg, &c->max_line) < 0)
 			die(EX_USAGE, "invalid --max-line '%s': want a size from 1 "
@@ -70,9 +77,10 @@ config_option(struct config *c, int opt, const char *arg, void (*usage)(FILE *))
 	}
 }
 
-/* Read the first line of path (a URL holding a password) into a new string. */
+/* Read the first line of path (a URL holding a password) into a new string;
+ * what names the server ("Redis", "database") in messages. */
 static char *
-read_url_file(const char *path, const char *from)
+read_url_file(const char *path, const char *what, const char *from)
 {
 	char buf[4200];
 	ssize_t n;
@@ -80,10 +88,10 @@ read_url_file(const char *path, const char *from)
 	char *nl;
 
 	if (fd < 0)
-		die(EX_NOINPUT, "cannot open the Redis URL file %s (%s):", path, from);
+		die(EX_NOINPUT, "cannot open the %s URL file %s (%s):", what, path, from);
 	n = read(fd, buf, sizeof buf - 1);
 	if (n < 0)
-		die(EX_NOINPUT, "cannot read the Redis URL file %s (%s):", path, from);
+		die(EX_NOINPUT, "cannot read the %s URL file %s (%s):", what, path, from);
 	close(fd);
 	buf[n] = '\0';
 	if ((nl = strpbrk(buf, "\r\n")))
@@ -116,7 +124,8 @@ resolve_url(struct config *c)
 		parse_url_or_die(c, c->url_flag, "--redis-url");
 	} else if (c->url_file_flag || (!(env_url && *env_url) && env_file && *env_file)) {
 		const char *from = c->url_file_flag ? "--redis-url-file" : "AQ_REDIS_URL_FILE";
-		char *text = read_url_file(c->url_file_flag ? c->url_file_flag : env_file, from);
+		char *text = read_url_file(c->url_file_flag ? c->url_file_flag : env_file,
+		    "Redis", from);
 		parse_url_or_die(c, text, from);
 		explicit_bzero(text, strlen(text));
 		free(text);
@@ -137,6 +146,44 @@ config_finish(struct config *c)
 		die(EX_USAGE, "invalid key prefix '%.80s' (from %s): want 1 to %d "
 		    "of A-Z a-z 0-9 . _ : -", c->prefix, c->prefix_from, PREFIX_MAX);
 	resolve_url(c);
+}
+
+void
+config_database(struct config *c)
+{
+	const char *env_url = getenv("AQ_DATABASE_URL");
+	const char *env_file = getenv("AQ_DATABASE_URL_FILE");
+
+	if (c->db_flag && c->db_file_flag)
+		die(EX_USAGE, "give --database-url or --database-url-file, not both");
+	if (c->db_flag) {
+		c->database_url = xstrdup(c->db_flag);
+		c->database_from = "--database-url";
+	} else if (c->db_file_flag) {
+		c->database_url = read_url_file(c->db_file_flag, "database",
+		    "--database-url-file");
+		c->database_from = "--database-url-file";
+	} else if (env_url && *env_url) {
+		c->database_url = xstrdup(env_url);
+		c->database_from = "AQ_DATABASE_URL";
+	} else if (env_file && *env_file) {
+		c->database_url = read_url_file(env_file, "database",
+		    "AQ_DATABASE_URL_FILE");
+		c->database_from = "AQ_DATABASE_URL_FILE";
+	}
+	if (c->database_url && !*c->database_url)
+		die(EX_USAGE, "the database URL (from %s) is empty", c->database_from);
+}
+
+void
+config_free(struct config *c)
+{
+	if (c->database_url) {
+		explicit_bzero(c->database_url, strlen(c->database_url));
+		free(c->database_url);
+		c->database_url = NULL;
+	}
+	url_forget(&c->redis);
 }
 
 long
@@ -164,14 +211,11 @@ option_duration(const char *name, const char *arg, int zero_ok)
 	return ms;
 }
 
-void
-config_parse_shared(struct config *c, int argc, char **argv, void (*usage)(FILE *))
+/* Parse argv with the shared flags of longopts only. */
+static void
+parse_only(struct config *c, int argc, char **argv, void (*usage)(FILE *),
+    const struct option *longopts)
 {
-	static const struct option longopts[] = {
-		CONFIG_LONG_OPTIONS,
-		CONFIG_LONG_OPTIONS_LINES,
-		{NULL, 0, NULL, 0},
-	};
 	int opt;
 
 	while ((opt = getopt_long(argc, argv, "q:u:h", longopts, NULL)) != -1) {
@@ -180,4 +224,29 @@ config_parse_shared(struct config *c, int argc, char **argv, void (*usage)(FILE 
 			exit(EX_USAGE);
 		}
 	}
+}
+
+void
+config_parse_shared(struct config *c, int argc, char **argv, void (*usage)(FILE *))
+{
+	static const struct option longopts[] = {
+		CONFIG_LONG_OPTIONS,
+		CONFIG_LONG_OPTIONS_LINES,
+		{NULL, 0, NULL, 0},
+	};
+
+	parse_only(c, argc, argv, usage, longopts);
+}
+
+void
+config_parse_ledger(struct config *c, int argc, char **argv, void (*usage)(FILE *))
+{
+	static const struct option longopts[] = {
+		CONFIG_LONG_OPTIONS,
+		CONFIG_LONG_OPTIONS_LINES,
+		CONFIG_LONG_OPTIONS_LEDGER,
+		{NULL, 0, NULL, 0},
+	};
+
+	parse_only(c, argc, argv, usage, longopts);
 }

@@ -19,6 +19,8 @@ enum {
 	OPT_PREFIX,
 	OPT_MAX_LINE,
 	OPT_VERSION,
+	OPT_DATABASE_URL,
+	OPT_DATABASE_URL_FILE,
 	OPT_TOOL = 300
 };
 
@@ -32,6 +34,10 @@ enum {
 	{"version", no_argument, NULL, OPT_VERSION}
 #define CONFIG_LONG_OPTIONS_LINES \
 	{"max-line", required_argument, NULL, OPT_MAX_LINE}
+/* ... and for the tools that use the PostgreSQL ledger */
+#define CONFIG_LONG_OPTIONS_LEDGER \
+	{"database-url", required_argument, NULL, OPT_DATABASE_URL}, \
+	{"database-url-file", required_argument, NULL, OPT_DATABASE_URL_FILE}
 
 struct config {
 	const char *queue;
@@ -41,6 +47,9 @@ struct config {
 	/* where the values came from, for messages: "--queue", "AQ_QUEUE", ... */
 	const char *queue_from, *prefix_from;
 	const char *url_flag, *url_file_flag;
+	const char *db_flag, *db_file_flag;
+	char *database_url;      /* after config_database: NULL for no ledger */
+	const char *database_from;
 };
 
 /* config_init: defaults, then the environment (AQ_QUEUE, AQ_PREFIX). */
@@ -58,10 +67,24 @@ int config_option(struct config *c, int opt, const char *arg,
  * naming the source of a bad value. */
 void config_finish(struct config *c);
 
+/* config_database: the PostgreSQL ledger's connection string from
+ * --database-url, --database-url-file, AQ_DATABASE_URL, AQ_DATABASE_URL_FILE
+ * (in that order) into c->database_url, or NULL when none is given: no
+ * ledger. Its syntax is checked when the ledger is opened (ledger.h). */
+void config_database(struct config *c);
+
+/* config_free: wipe and release what config_finish and config_database
+ * read (passwords included). */
+void config_free(struct config *c);
+
 /* config_parse_shared: parse argv for a tool that takes only the shared
  * flags and --max-line (getopt's optind then points at the operands);
  * anything else prints usage and exits EX_USAGE. */
 void config_parse_shared(struct config *c, int argc, char **argv,
+    void (*usage)(FILE *));
+
+/* config_parse_ledger: config_parse_shared, with the database flags too. */
+void config_parse_ledger(struct config *c, int argc, char **argv,
     void (*usage)(FILE *));
 
 /* option_int: the integer value of option name in [lo, hi], or exit

@@ -89,23 +89,43 @@ write_field(struct jbuf *b, const char *name, enum field_kind kind,
 	}
 }
 
+_Static_assert(sizeof fields / sizeof fields[0] == JOB_FIELDS,
+    "JOB_FIELDS counts the fields of a record");
+
 void
-job_write_record(struct jbuf *b, const char *id, const char *queue,
-    const redisReply *hash)
+job_write_values(struct jbuf *b, const char *id, const char *queue,
+    const char *const *values, const size_t *lens)
 {
 	jb_obj_begin(b);
 	jb_kstr(b, "id", id);
 	jb_kstr(b, "queue", queue);
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-		const redisReply *v = hash_get(hash, fields[i].field);
-		if (v && v->type == REDIS_REPLY_STRING) {
-			write_field(b, fields[i].name, fields[i].kind, v);
+		if (values[i]) {
+			redisReply v = {.type = REDIS_REPLY_STRING,
+			    .str = (char *)values[i], .len = lens[i]};
+			write_field(b, fields[i].name, fields[i].kind, &v);
 		} else if (fields[i].dflt) {
 			jb_key(b, fields[i].name);
 			jb_raw(b, fields[i].dflt, strlen(fields[i].dflt));
 		}
 	}
 	jb_obj_end(b);
+}
+
+void
+job_write_record(struct jbuf *b, const char *id, const char *queue,
+    const redisReply *hash)
+{
+	const char *values[JOB_FIELDS];
+	size_t lens[JOB_FIELDS];
+
+	for (size_t i = 0; i < JOB_FIELDS; i++) {
+		const redisReply *v = hash_get(hash, fields[i].field);
+		int usable = v && v->type == REDIS_REPLY_STRING;
+		values[i] = usable ? v->str : NULL;
+		lens[i] = usable ? v->len : 0;
+	}
+	job_write_values(b, id, queue, values, lens);
 }
 
 void

@@ -36,6 +36,18 @@ void job_options_init(struct job_options *o);
 void job_write_record(struct jbuf *b, const char *id, const char *queue,
     const redisReply *hash);
 
+/* The number of fields of a record: status, attempt, max_attempts,
+ * priority, created, run_at, started, finished, timeout_ms, worker,
+ * exit_code, payload, result, error (the Redis hash's names), in the order
+ * job_write_values takes their values. */
+#define JOB_FIELDS 14
+
+/* job_write_values: job_write_record from the stored text of each field
+ * (values[i] of lens[i] bytes, NULL when not stored; times in epoch ms):
+ * how the ledger's rows are printed like Redis's hashes. */
+void job_write_values(struct jbuf *b, const char *id, const char *queue,
+    const char *const *values, const size_t *lens);
+
 /* job_write_unknown: append {"id":…,"queue":…,"status":"unknown"}. */
 void job_write_unknown(struct jbuf *b, const char *id, const char *queue);
 

@@ -82,8 +82,7 @@ jb_key(struct jbuf *b, const char *key)
 	putc_(b, ':');
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t
+size_t
 utf8_seq(const unsigned char *s, size_t n)
 {
 	size_t len;

@@ -44,6 +44,10 @@ void jb_kint(struct jbuf *b, const char *key, int64_t v);
 /* jb_line: append "\n" and write b to stdout; returns -1 on write error. */
 int jb_line(struct jbuf *b);
 
+/* utf8_seq: the length of the valid UTF-8 sequence at s (of at most n > 0
+ * bytes): 1 to 4, or 0 when it is not valid (overlong, surrogate, cut). */
+size_t utf8_seq(const unsigned char *s, size_t n);
+
 /* json_check: 0 when s[0..n) is exactly one JSON value (any type, UTF-8);
  * otherwise -1 with the reason and column in err. */
 int json_check(const char *s, size_t n, char *err, size_t errlen);

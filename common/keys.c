@@ -21,6 +21,8 @@ keys_init(struct keys *k, const char *prefix, const char *queue)
 	snprintf(k->cancel, sizeof k->cancel, "%scancel", k->base);
 	snprintf(k->done, sizeof k->done, "%sdone", k->base);
 	snprintf(k->queues, sizeof k->queues, "%s:queues", prefix);
+	snprintf(k->ledger, sizeof k->ledger, "%sledger", k->base);
+	snprintf(k->unarchived, sizeof k->unarchived, "%sunarchived", k->base);
 }
 
 int

@@ -5,6 +5,11 @@
 
 #include "id.h"
 
+/* Entries kept in a queue's log stream (XADD MAXLEN ~), and in a job's
+ * event stream. */
+#define LOG_CAP "100000"
+#define EVENTS_CAP "10000"
+
 #define KEY_BASE_MAX (PREFIX_MAX + QUEUE_MAX + 8) /* "P:{Q}:" */
 #define KEY_MAX (KEY_BASE_MAX + 16)
 
@@ -22,6 +27,10 @@ struct keys {
 	char cancel[KEY_MAX];  /* pub/sub channel: ids of jobs to cancel */
 	char done[KEY_MAX];    /* sorted set: finished jobs by finish time (ms) */
 	char queues[KEY_MAX];  /* set "aq:queues": the known queue names */
+	char ledger[KEY_MAX];  /* string: set while a PostgreSQL ledger archives
+	                        * the queue (the Redis run id it last checked) */
+	char unarchived[KEY_MAX]; /* sorted set: finished jobs the ledger has
+	                           * not archived yet, by finish time (ms) */
 };
 
 /* keys_init: the key names of queue under prefix (both already validated). */

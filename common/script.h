@@ -23,6 +23,8 @@ extern struct script script_renew;
 extern struct script script_event;
 extern struct script script_sweep;
 extern struct script script_health;
+extern struct script script_archive;
+extern struct script script_restore;
 
 /* script_load: SCRIPT LOAD s into the server of c and remember its sha;
  * exits EX_UNAVAILABLE (naming the script and server) on failure. */

@@ -24,8 +24,6 @@
 #include "redis.h"
 #include "script.h"
 
-#define LOG_CAP "100000"
-#define EVENTS_CAP "10000"
 #define RECOVER_MAX "100"
 #define PROMOTE_MAX "100"
 #define ERROR_TAIL 4096

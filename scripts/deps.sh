@@ -32,6 +32,7 @@ check() {
 	need libhiredis-dev have_pc hiredis
 	need libjansson-dev have_pc jansson
 	need libuv1-dev have_pc libuv
+	need libpq-dev have_pc libpq
 	[ "$profile" = build ] && return
 	need redis-server have_cmd redis-server
 	need redis-tools have_cmd redis-cli

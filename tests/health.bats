@@ -400,10 +400,6 @@ prom_check() {
 	assert_equal "$rc" 74
 }
 
-@test "PostgreSQL down with a ledger: CRITICAL (2)" {
-	skip "the PostgreSQL ledger is not built yet"
-}
-
 # The command of aq-health-textfile.service as sh runs it: systemd's $$
 # made $, the node exporter's directory made DIR, aq-health from PATH.
 textfile_command() {

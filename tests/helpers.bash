@@ -108,3 +108,62 @@ start_bg() {
 	"$@" >"$BATS_TEST_TMPDIR/$name.out" 2>"$BATS_TEST_TMPDIR/$name.err" 3>&- &
 	echo $! >"$BATS_TEST_TMPDIR/$name.pid"
 }
+
+# pg_bin: the directory of Debian's PostgreSQL server programs (initdb,
+# pg_ctl), the newest when several versions are installed.
+pg_bin() {
+	local d
+	d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+	[ -n "$d" ] && [ -x "$d/initdb" ] && echo "$d"
+}
+
+# as_pg CMD...: run CMD as the owner of the private server: the postgres
+# user when we are root (initdb refuses root), ourselves otherwise.
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then
+		(cd / && runuser -u postgres -- "$@")
+	else
+		"$@"
+	fi
+}
+
+# pg_start: a private PostgreSQL in a new temp dir, on a unix socket there
+# only (no TCP), trusting local connections; exports PG_DIR and PG_URL (a
+# database "aq" owned by the superuser "aq"). Tests that need it skip
+# without Debian's postgresql package.
+pg_start() {
+	local bin
+	bin=$(pg_bin) || return 1
+	PG_DIR=$(mktemp -d /tmp/aq-pg.XXXXXX)
+	export PG_DIR PG_BIN=$bin PG_URL="postgresql://aq@/aq?host=$PG_DIR"
+	[ "$(id -u)" != 0 ] || chown postgres "$PG_DIR"
+	as_pg "$bin/initdb" -D "$PG_DIR/data" -U aq -A trust -E UTF8 --locale=C \
+	    --no-sync >"$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; return 1; }
+	pg_run
+	as_pg "$bin/psql" -h "$PG_DIR" -U aq -d postgres -qAtc 'CREATE DATABASE aq' >/dev/null
+}
+
+# pg_run: (re)start the server of PG_DIR and wait until it accepts connections.
+pg_run() {
+	as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+	    -o "-k $PG_DIR -c listen_addresses= -c fsync=off -c full_page_writes=off" \
+	    start >/dev/null
+}
+
+# pg_kill: stop the server (fast shutdown) and wait until it is gone.
+pg_kill() {
+	[ -n "${PG_DIR:-}" ] && [ -e "$PG_DIR/data/postmaster.pid" ] || return 0
+	as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 60 stop >/dev/null
+}
+
+# pg_stop: pg_kill, then remove its directory.
+pg_stop() {
+	[ -n "${PG_DIR:-}" ] || return 0
+	pg_kill
+	rm -rf "$PG_DIR"
+}
+
+# psql_aq SQL...: run SQL in the test database, unaligned, tuples only.
+psql_aq() {
+	"$PG_BIN/psql" "$PG_URL" -qAt -v ON_ERROR_STOP=1 -c "$*"
+}

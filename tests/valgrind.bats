@@ -41,3 +41,28 @@ vg() {
 	run bash -c "$(declare -f vg); vg aq-status -u unix:///nonexistent/redis.sock x"
 	assert_failure 69
 }
+
+@test "the ledger's paths (enqueue, archive, restore, trim, fallback reads, health) leak nothing" {
+	pg_start || skip "Debian's postgresql package is not installed"
+	export AQ_DATABASE_URL=$PG_URL
+	run bash -c "$(declare -f vg); seq 1 300 | jq -c '{n: .}' | vg aq-enqueue -q vgl >jobs"
+	assert_success
+	run bash -c "$(declare -f vg); vg aq-enqueue -q vgl --id k '{}' && vg aq-enqueue -q vgl --id k '{}'"
+	assert_success
+	aq-worker -q vgl --burst -- sh -c 'read p; echo one; echo "$p"' 2>/dev/null
+	run bash -c "$(declare -f vg); vg aq-sweep --retention 0 >/dev/null"
+	assert_success
+	run bash -c "$(declare -f vg); vg aq-status -q vgl k nosuch"
+	assert_failure 1
+	assert_output --partial '"status":"succeeded"'
+	run bash -c "$(declare -f vg); vg aq-subscribe -q vgl --job k"
+	assert_success
+	run bash -c "$(declare -f vg); vg aq-health -q vgl >/dev/null"
+	assert_success
+	aq-enqueue -q vgl '{}' >/dev/null
+	rcli flushall >/dev/null
+	run bash -c "$(declare -f vg); vg aq-sweep"
+	assert_success
+	assert_output --partial '"action":"restored"'
+	pg_stop
+}

@@ -20,7 +20,6 @@
 #include "script.h"
 
 #define CANCEL_BATCH 256          /* ids per call of the cancel script */
-#define LOG_CAP "100000"          /* entries kept in the queue's log stream */
 #define CANCEL_KEYS KEYS_SCRIPT
 #define CANCEL_ARGS 3             /* key base, log cap, cancel channel */
 

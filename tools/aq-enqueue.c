@@ -1,5 +1,6 @@
 /* aq-enqueue: put jobs on a queue, payloads from arguments or JSON lines on
- * stdin, sent in pipelined batches; one JSON line out per job. */
+ * stdin, sent in pipelined batches (committed to the PostgreSQL ledger
+ * first, when there is one); one JSON line out per job. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "json.h"
 #include "jsonl.h"
 #include "keys.h"
+#include "ledger.h"
 #include "log.h"
 #include "job.h"
 #include "mem.h"
@@ -22,7 +24,6 @@
 #define BATCH_JOBS 200            /* jobs per script call */
 #define BATCH_BYTES (1 << 20)     /* or fewer when their payloads are large */
 #define PIPELINE_DEPTH 4          /* batches sent before a reply is awaited */
-#define LOG_CAP "100000"          /* entries kept in the queue's log stream */
 #define ENQUEUE_KEYS 6
 #define FIELDS_PER_JOB 2
 
@@ -32,6 +33,7 @@ enum { OPT_ID = OPT_TOOL, OPT_PRIORITY, OPT_DELAY, OPT_RUN_AT,
 struct pending_job {
 	size_t id_off, id_len, payload_off, payload_len;
 	unsigned long lineno;
+	char ledger_dup[16];          /* the ledger had the id: its status */
 };
 
 /* Jobs sent (or being filled) in one script call, kept until its reply. */
@@ -50,6 +52,9 @@ struct enqueuer {
 	const char *fixed_id;         /* --id */
 	char priority[16], max_attempts[16], delay[24], run_at[24], timeout[24];
 	redisContext *redis;
+	struct ledger ledger;         /* with --database-url */
+	struct copybuf rows;          /* a batch's rows for the ledger */
+	char ledger_status[16];       /* "queued" or "delayed" */
 	struct batch ring[PIPELINE_DEPTH + 1];
 	size_t oldest, inflight;      /* ring[oldest] is the oldest sent batch */
 	const char **argv;            /* scratch for building a call */
@@ -69,6 +74,7 @@ usage(FILE *fp)
 	    "usage: aq-enqueue [-q queue] [-u url | --redis-url-file path] [--prefix p]\n"
 	    "                  [--id id] [--priority n] [--delay duration | --run-at time]\n"
 	    "                  [--max-attempts n] [--timeout duration] [--max-line size]\n"
+	    "                  [--database-url url | --database-url-file path]\n"
 	    "                  [--wait [--wait-timeout duration]] [payload ...]\n");
 }
 
@@ -112,6 +118,8 @@ build_call(struct enqueuer *e, const struct batch *b, char *numkeys)
 	}
 	for (size_t i = 0; i < b->n; i++) {
 		const struct pending_job *j = &b->jobs[i];
+		if (j->ledger_dup[0])
+			continue; /* the ledger holds it: it is not enqueued again */
 		e->argv[a] = b->arena + j->id_off;
 		e->lens[a++] = j->id_len;
 		e->argv[a] = b->arena + j->payload_off;
@@ -165,12 +173,14 @@ recover_noscript(struct enqueuer *e, redisReply *first)
 	}
 }
 
+/* Print job i of b, whose status is st[0..n) (Redis's reply, or the
+ * ledger's "duplicate:STATUS"). */
 static void
 report_job(struct enqueuer *e, const struct batch *b, size_t i,
-    const redisReply *status)
+    const char *st, size_t n)
 {
 	const struct pending_job *j = &b->jobs[i];
-	int dup = status->len > 10 && strncmp(status->str, "duplicate:", 10) == 0;
+	int dup = n > 10 && strncmp(st, "duplicate:", 10) == 0;
 
 	if (e->waiter) { /* --wait: the final records are printed instead */
 		waiter_add(e->waiter, b->arena + j->id_off, j->id_len);
@@ -183,9 +193,9 @@ report_job(struct enqueuer *e, const struct batch *b, size_t i,
 	jb_kstr(&e->out, "queue", e->cfg.queue);
 	jb_key(&e->out, "status");
 	if (dup)
-		jb_str(&e->out, status->str + 10, status->len - 10);
+		jb_str(&e->out, st + 10, n - 10);
 	else
-		jb_str(&e->out, status->str, status->len);
+		jb_str(&e->out, st, n);
 	if (dup) {
 		jb_key(&e->out, "duplicate");
 		jb_raw(&e->out, "true", 4);
@@ -195,21 +205,42 @@ report_job(struct enqueuer *e, const struct batch *b, size_t i,
 		die_output();
 }
 
+/* The jobs of b that go to Redis: those the ledger did not already have. */
+static size_t
+redis_jobs(const struct batch *b)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < b->n; i++)
+		n += !b->jobs[i].ledger_dup[0];
+	return n;
+}
+
+/* Print the jobs of b, in order: Redis's reply r (NULL when none went to
+ * Redis) has an element for each job the ledger did not hold. */
 static void
-report_batch(struct enqueuer *e, struct batch *b, redisReply *r)
+report_batch(struct enqueuer *e, struct batch *b, const redisReply *r)
 {
 	char shown[1024];
+	size_t k = 0;
 
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != b->n) {
+	if (r && (r->type != REDIS_REPLY_ARRAY || r->elements != redis_jobs(b))) {
 		die(EX_UNAVAILABLE, "redis at %s refused the jobs of %ss %lu-%lu: %s",
 		    url_display(&e->cfg.redis, shown, sizeof shown), e->input_name,
 		    b->jobs[0].lineno, b->jobs[b->n - 1].lineno,
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	}
 	for (size_t i = 0; i < b->n; i++) {
-		if (r->element[i]->type != REDIS_REPLY_STRING)
+		char dup[32];
+		if (b->jobs[i].ledger_dup[0]) {
+			int n = snprintf(dup, sizeof dup, "duplicate:%s", b->jobs[i].ledger_dup);
+			report_job(e, b, i, dup, (size_t)n);
+			continue;
+		}
+		const redisReply *st = r ? r->element[k++] : NULL;
+		if (!st || st->type != REDIS_REPLY_STRING)
 			die(EX_UNAVAILABLE, "unexpected reply from the enqueue script");
-		report_job(e, b, i, r->element[i]);
+		report_job(e, b, i, st->str, st->len);
 	}
 }
 
@@ -236,6 +267,132 @@ complete_oldest(struct enqueuer *e)
 	e->inflight--;
 }
 
+/* ---- the ledger ------------------------------------------------------ */
+
+static void
+die_ledger(struct enqueuer *e, const struct batch *b)
+{
+	die(EX_UNAVAILABLE, "cannot write the jobs of %ss %lu-%lu to the postgresql "
+	    "ledger at %s: %s; they are not enqueued", e->input_name,
+	    b->jobs[0].lineno, b->jobs[b->n - 1].lineno, e->ledger.shown,
+	    e->ledger.err);
+}
+
+/* A user-given id: insert it unless the ledger has it (the id is an
+ * idempotency key there too, also once Redis has trimmed the job). */
+static void
+ledger_insert_keyed(struct enqueuer *e, struct batch *b, struct pending_job *j)
+{
+	char id[ID_MAX + 1], payload_end;
+	char *payload = b->arena + j->payload_off;
+	const char *params[8];
+	char prio[16], attempts[16], timeout[24], run_at[40];
+	PGresult *r;
+
+	snprintf(id, sizeof id, "%.*s", (int)j->id_len, b->arena + j->id_off);
+	payload_end = payload[j->payload_len];
+	payload[j->payload_len] = '\0'; /* the next id starts there */
+	snprintf(prio, sizeof prio, "%d", e->opt.priority);
+	snprintf(attempts, sizeof attempts, "%d", e->opt.max_attempts);
+	snprintf(timeout, sizeof timeout, "%s", e->timeout);
+	ledger_time_text(run_at, sizeof run_at, e->opt.delay_ms, e->opt.run_at_ms);
+	params[0] = e->cfg.queue;
+	params[1] = id;
+	params[2] = e->ledger_status;
+	params[3] = payload;
+	params[4] = prio;
+	params[5] = attempts;
+	params[6] = timeout[0] ? timeout : NULL;
+	params[7] = run_at[0] ? run_at : NULL;
+	r = ledger_exec(&e->ledger, "inserting a job",
+	    "WITH ins AS (INSERT INTO {S}.jobs (queue, id, status, payload, priority,"
+	    "  max_attempts, timeout_ms, run_at)"
+	    "  VALUES ($1, $2, $3, $4::json, $5, $6, $7, $8)"
+	    "  ON CONFLICT (queue, id) DO NOTHING RETURNING status)"
+	    " SELECT '', status FROM ins UNION ALL"
+	    " SELECT 'dup', status FROM {S}.jobs WHERE queue = $1 AND id = $2"
+	    "  AND NOT EXISTS (SELECT FROM ins)", 8, params);
+	payload[j->payload_len] = payload_end;
+	if (!r)
+		die_ledger(e, b);
+	if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "dup") == 0)
+		snprintf(j->ledger_dup, sizeof j->ledger_dup, "%s", PQgetvalue(r, 0, 1));
+	PQclear(r);
+}
+
+/* Generated ids are new: the batch goes in with one COPY, one commit. */
+static void
+ledger_copy_batch(struct enqueuer *e, struct batch *b)
+{
+	char run_at[40];
+
+	ledger_time_text(run_at, sizeof run_at, e->opt.delay_ms, e->opt.run_at_ms);
+	copy_reset(&e->rows);
+	for (size_t i = 0; i < b->n; i++) {
+		const struct pending_job *j = &b->jobs[i];
+		copy_text(&e->rows, e->cfg.queue, strlen(e->cfg.queue));
+		copy_text(&e->rows, b->arena + j->id_off, j->id_len);
+		copy_text(&e->rows, e->ledger_status, strlen(e->ledger_status));
+		copy_text(&e->rows, b->arena + j->payload_off, j->payload_len);
+		copy_int(&e->rows, e->opt.priority);
+		copy_int(&e->rows, e->opt.max_attempts);
+		if (e->opt.timeout_ms >= 0)
+			copy_int(&e->rows, e->opt.timeout_ms);
+		else
+			copy_null(&e->rows);
+		if (run_at[0])
+			copy_text(&e->rows, run_at, strlen(run_at));
+		else
+			copy_null(&e->rows);
+		copy_row_end(&e->rows);
+	}
+	if (ledger_run(&e->ledger, "starting a transaction", "BEGIN") < 0 ||
+	    ledger_copy(&e->ledger, "copying the jobs", "COPY {S}.jobs (queue, id, "
+	    "status, payload, priority, max_attempts, timeout_ms, run_at) FROM STDIN",
+	    &e->rows) < 0 ||
+	    ledger_run(&e->ledger, "committing", "COMMIT") < 0) {
+		PQclear(PQexec(e->ledger.conn, "ROLLBACK"));
+		die_ledger(e, b);
+	}
+}
+
+/* Before Redis sees a batch, the ledger has committed it. */
+static void
+ledger_write(struct enqueuer *e, struct batch *b)
+{
+	if (!e->ledger.conn)
+		return;
+	if (e->fixed_id) {
+		for (size_t i = 0; i < b->n; i++)
+			ledger_insert_keyed(e, b, &b->jobs[i]);
+	} else {
+		ledger_copy_batch(e, b);
+	}
+}
+
+static void
+open_ledger(struct enqueuer *e)
+{
+	const char *params[1] = {e->cfg.queue};
+	PGresult *r;
+
+	if (!e->cfg.database_url)
+		return;
+	ledger_open_or_die(&e->ledger, e->cfg.database_url, e->cfg.database_from,
+	    e->cfg.prefix);
+	r = ledger_exec(&e->ledger, "registering the queue",
+	    "INSERT INTO {S}.queues (queue) VALUES ($1) ON CONFLICT DO NOTHING", 1, params);
+	if (!r)
+		die(EX_UNAVAILABLE, "cannot use the postgresql ledger at %s: %s",
+		    e->ledger.shown, e->ledger.err);
+	PQclear(r);
+	/* what the ledger says until aq-sweep archives Redis's word on it */
+	snprintf(e->ledger_status, sizeof e->ledger_status, "%s",
+	    e->opt.delay_ms > 0 || e->opt.run_at_ms > ledger_now_ms() ? "delayed" : "queued");
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
 static void
 flush_filling(struct enqueuer *e)
 {
@@ -243,6 +400,15 @@ flush_filling(struct enqueuer *e)
 
 	if (b->n == 0)
 		return;
+	ledger_write(e, b);
+	if (redis_jobs(b) == 0) { /* all in the ledger already: printed in order */
+		while (e->inflight > 0)
+			complete_oldest(e);
+		report_batch(e, b, NULL);
+		b->n = 0;
+		b->len = 0;
+		return;
+	}
 	if (e->inflight == PIPELINE_DEPTH)
 		complete_oldest(e);
 	send_batch(e, b);
@@ -279,6 +445,7 @@ add_job(struct enqueuer *e, const char *payload, size_t len, unsigned long linen
 		b->jobs = xcalloc(BATCH_JOBS, sizeof *b->jobs);
 	j = &b->jobs[b->n++];
 	j->lineno = lineno;
+	j->ledger_dup[0] = '\0';
 	j->id_len = strlen(id);
 	j->id_off = arena_put(b, id, j->id_len);
 	j->payload_len = len;
@@ -341,6 +508,7 @@ parse_options(struct enqueuer *e, int argc, char **argv)
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"wait", no_argument, NULL, OPT_WAIT},
 		{"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
+		CONFIG_LONG_OPTIONS_LEDGER,
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -448,9 +616,11 @@ cleanup(struct enqueuer *e)
 	free(e->argv);
 	free(e->lens);
 	jb_free(&e->out);
+	copy_free(&e->rows);
 	waiter_free(e->waiter);
 	redisFree(e->redis);
-	url_forget(&e->cfg.redis);
+	ledger_close(&e->ledger);
+	config_free(&e->cfg);
 }
 
 int
@@ -465,6 +635,7 @@ main(int argc, char **argv)
 	job_options_init(&e.opt);
 	parse_options(&e, argc, argv);
 	config_finish(&e.cfg);
+	ledger_config(&e.cfg);
 	argc -= optind;
 	argv += optind;
 	if (e.fixed_id && argc > 1)
@@ -475,6 +646,7 @@ main(int argc, char **argv)
 	e.argv = xcalloc(maxargs, sizeof *e.argv);
 	e.lens = xcalloc(maxargs, sizeof *e.lens);
 	connect_and_prepare(&e);
+	open_ledger(&e);
 
 	if (argc > 0) {
 		e.input_name = "argument";

@@ -1,6 +1,6 @@
-/* aq-health: how Redis and the queues are, as one JSON document (or the
- * Prometheus text format), with thresholds that give monitoring-plugin
- * exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. */
+/* aq-health: how Redis, the PostgreSQL ledger and the queues are, as one
+ * JSON document (or the Prometheus text format), with thresholds that give
+ * monitoring-plugin exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,10 +9,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "archive.h"
 #include "config.h"
 #include "id.h"
 #include "json.h"
 #include "keys.h"
+#include "ledger.h"
 #include "log.h"
 #include "mem.h"
 #include "redis.h"
@@ -25,7 +27,8 @@ enum level { OK, WARNING, CRITICAL, UNKNOWN };
 static const char *level_names[] = {"OK", "WARNING", "CRITICAL", "UNKNOWN"};
 
 enum { OPT_WORKERS = OPT_TOOL, OPT_PROMETHEUS, OPT_WARN_DEPTH, OPT_CRIT_DEPTH,
-	OPT_WARN_AGE, OPT_CRIT_AGE, OPT_WARN_WORKERS, OPT_CRIT_WORKERS };
+	OPT_WARN_AGE, OPT_CRIT_AGE, OPT_WARN_WORKERS, OPT_CRIT_WORKERS,
+	OPT_WARN_ARCHIVE_LAG, OPT_CRIT_ARCHIVE_LAG };
 
 static const char *counters[] = {"enqueued", "succeeded", "failed", "retried",
 	"recovered", "cancelled"};
@@ -35,6 +38,9 @@ struct figures {
 	const char *queue;
 	long long waiting, delayed, active, workers, oldest_ms, now_ms;
 	long long count[NCOUNTERS];
+	long long unarchived;        /* finished, waiting for the ledger */
+	long long log_lag;           /* log entries the archive has not read:
+	                              * -1 no archive, -2 unknown */
 	redisReply *worker_list;     /* --workers: ids, then HGETALL replies */
 	redisReply **worker_info;
 };
@@ -49,8 +55,11 @@ struct health {
 	const char *queues[QUEUES_MAX];
 	int nqueues;
 	int list_workers, prometheus;
-	struct limits depth, age_ms, workers;
+	struct limits depth, age_ms, workers, archive_lag;
 	redisContext *redis;
+	struct ledger ledger;        /* with --database-url */
+	int ledger_up;
+	double ledger_latency_ms;
 	int reachable;
 	char why[512];               /* when not reachable */
 	double latency_ms;
@@ -71,7 +80,9 @@ usage(FILE *fp)
 	    "usage: aq-health [-q queue ...] [-u url | --redis-url-file path] [--prefix p]\n"
 	    "                 [--workers] [--prometheus] [--warn-depth n] [--crit-depth n]\n"
 	    "                 [--warn-age duration] [--crit-age duration]\n"
-	    "                 [--warn-workers n] [--crit-workers n]\n");
+	    "                 [--warn-workers n] [--crit-workers n]\n"
+	    "                 [--database-url url | --database-url-file path]\n"
+	    "                 [--warn-archive-lag n] [--crit-archive-lag n]\n");
 }
 
 static void
@@ -160,6 +171,23 @@ check_redis(struct health *h)
 	freeReplyObject(r);
 }
 
+/* The ledger answers (a connection and a query), or why not in its err. */
+static void
+check_ledger(struct health *h)
+{
+	int code;
+	double t0 = mono_ms();
+
+	if (!h->cfg.database_url)
+		return;
+	if (ledger_connect(&h->ledger, h->cfg.database_url, &code) < 0)
+		return;
+	if (ledger_run(&h->ledger, "querying", "SELECT 1") < 0)
+		return;
+	h->ledger_latency_ms = mono_ms() - t0;
+	h->ledger_up = 1;
+}
+
 static void
 list_queues(struct health *h)
 {
@@ -190,6 +218,8 @@ read_figures(struct figures *f, const redisReply *r)
 
 	for (int i = 0; i < 6; i++)
 		*v[i] = r->element[i]->integer;
+	f->unarchived = r->element[7]->integer;
+	f->log_lag = r->element[8]->integer;
 	for (size_t i = 0; i + 1 < stats->elements; i += 2)
 		for (size_t c = 0; c < NCOUNTERS; c++)
 			if (strcmp(stats->element[i]->str, counters[c]) == 0)
@@ -241,17 +271,18 @@ check_queues(struct health *h)
 	for (int i = 0; i < h->nqueues && h->reachable; i++) {
 		struct keys k;
 		char numkeys[16];
-		const char *argv[3 + KEYS_SCRIPT + 1];
-		size_t lens[3 + KEYS_SCRIPT + 1];
+		const char *argv[3 + KEYS_SCRIPT + 2];
+		size_t lens[3 + KEYS_SCRIPT + 2];
 		redisReply *r;
 		keys_init(&k, h->cfg.prefix, h->queues[i]);
 		script_argv(&script_health, KEYS_SCRIPT, numkeys, argv, lens);
 		int argc = 3 + keys_script_argv(&k, argv + 3);
 		argv[argc++] = k.base;
+		argv[argc++] = ARCHIVE_GROUP;
 		for (int j = 3; j < argc; j++)
 			lens[j] = strlen(argv[j]);
 		r = redisCommandArgv(h->redis, argc, argv, lens);
-		if (r && r->type == REDIS_REPLY_ARRAY && r->elements != 7) {
+		if (r && r->type == REDIS_REPLY_ARRAY && r->elements != 9) {
 			alert(h, UNKNOWN, "queue %s: unexpected reply from the health "
 			    "script", h->queues[i]);
 			freeReplyObject(r);
@@ -316,11 +347,22 @@ judge_age(struct health *h, const struct figures *f)
 		    l == CRITICAL ? "critical" : "warning", seconds(*limit, lim, sizeof lim));
 }
 
+/* What the ledger has yet to archive: finished jobs, plus log entries not
+ * read (when known). */
+static long long
+archive_lag(const struct figures *f)
+{
+	return f->unarchived + (f->log_lag > 0 ? f->log_lag : 0);
+}
+
 static void
 judge(struct health *h)
 {
 	char shown[1024];
 
+	if (h->cfg.database_url && !h->ledger_up)
+		alert(h, CRITICAL, "postgresql ledger at %s: %s", h->ledger.shown,
+		    h->ledger.err);
 	if (!h->reachable) {
 		alert(h, CRITICAL, "redis at %s: %s", url_display(&h->cfg.redis, shown,
 		    sizeof shown), h->why);
@@ -329,6 +371,9 @@ judge(struct health *h)
 	for (int i = 0; i < h->nfig; i++) {
 		const struct figures *f = &h->fig[i];
 		judge_above(h, f->queue, "waiting", f->waiting, &h->depth, "");
+		if (h->cfg.database_url)
+			judge_above(h, f->queue, "archive lag", archive_lag(f),
+			    &h->archive_lag, " jobs and log entries");
 		if (f->oldest_ms >= 0)
 			judge_age(h, f);
 		if (h->workers.crit >= 0 && f->workers < h->workers.crit)
@@ -399,6 +444,37 @@ json_queue(struct jbuf *b, const struct figures *f)
 	jb_kint(b, "workers", f->workers);
 	for (size_t c = 0; c < NCOUNTERS; c++)
 		jb_kint(b, counters[c], f->count[c]);
+	jb_kint(b, "unarchived", f->unarchived);
+	jb_key(b, "archive_log_lag");
+	if (f->log_lag >= 0)
+		jb_int(b, f->log_lag);
+	else
+		jb_null(b);
+	jb_obj_end(b);
+}
+
+static void
+json_ledger(struct health *h)
+{
+	struct jbuf *b = &h->out;
+	char ms[32];
+
+	jb_key(b, "postgres");
+	if (!h->cfg.database_url) {
+		jb_null(b); /* no ledger */
+		return;
+	}
+	jb_obj_begin(b);
+	jb_kstr(b, "url", h->ledger.shown);
+	jb_key(b, "reachable");
+	jb_raw(b, h->ledger_up ? "true" : "false", h->ledger_up ? 4 : 5);
+	if (h->ledger_up) {
+		snprintf(ms, sizeof ms, "%.3f", h->ledger_latency_ms);
+		jb_key(b, "latency_ms");
+		jb_raw(b, ms, strlen(ms));
+	} else {
+		jb_kstr(b, "error", h->ledger.err);
+	}
 	jb_obj_end(b);
 }
 
@@ -425,8 +501,7 @@ print_json(struct health *h)
 		jb_kstr(b, "error", h->why);
 	}
 	jb_obj_end(b);
-	jb_key(b, "postgres");
-	jb_null(b); /* the ledger is not configured: it does not exist yet */
+	json_ledger(h);
 	jb_key(b, "queues");
 	jb_raw(b, "[", 1);
 	for (int i = 0; i < h->nfig; i++) {
@@ -530,6 +605,18 @@ print_prometheus(struct health *h)
 	    offsetof(struct figures, active));
 	prom_queue_gauge(h, "aq_queue_workers", "Live workers of the queue.",
 	    offsetof(struct figures, workers));
+	if (h->cfg.database_url) {
+		prom_head("aq_ledger_up", "gauge", "1 when the PostgreSQL ledger answered.");
+		printf("aq_ledger_up %d\n", h->ledger_up);
+		prom_queue_gauge(h, "aq_queue_unarchived",
+		    "Finished jobs waiting for the ledger's archive.",
+		    offsetof(struct figures, unarchived));
+		prom_head("aq_queue_archive_log_lag", "gauge",
+		    "Log entries the archive has not read (-1: no archive yet).");
+		for (int i = 0; i < h->nfig; i++)
+			printf("aq_queue_archive_log_lag{queue=\"%s\"} %lld\n",
+			    h->fig[i].queue, h->fig[i].log_lag < 0 ? -1 : h->fig[i].log_lag);
+	}
 	prom_head("aq_queue_oldest_waiting_seconds", "gauge",
 	    "Age of the job waiting longest (0 when none waits).");
 	for (int i = 0; i < h->nfig; i++)
@@ -559,6 +646,9 @@ parse_options(struct health *h, int argc, char **argv)
 		{"crit-age", required_argument, NULL, OPT_CRIT_AGE},
 		{"warn-workers", required_argument, NULL, OPT_WARN_WORKERS},
 		{"crit-workers", required_argument, NULL, OPT_CRIT_WORKERS},
+		{"warn-archive-lag", required_argument, NULL, OPT_WARN_ARCHIVE_LAG},
+		{"crit-archive-lag", required_argument, NULL, OPT_CRIT_ARCHIVE_LAG},
+		CONFIG_LONG_OPTIONS_LEDGER,
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -583,6 +673,8 @@ parse_options(struct health *h, int argc, char **argv)
 		case OPT_CRIT_AGE: h->age_ms.crit = option_duration("--crit-age", optarg, 1); break;
 		case OPT_WARN_WORKERS: h->workers.warn = option_int("--warn-workers", optarg, 0, 100000); break;
 		case OPT_CRIT_WORKERS: h->workers.crit = option_int("--crit-workers", optarg, 0, 100000); break;
+		case OPT_WARN_ARCHIVE_LAG: h->archive_lag.warn = option_int("--warn-archive-lag", optarg, 0, 1L << 40); break;
+		case OPT_CRIT_ARCHIVE_LAG: h->archive_lag.crit = option_int("--crit-archive-lag", optarg, 0, 1L << 40); break;
 		default:
 			usage(stderr);
 			exit(EX_USAGE);
@@ -625,23 +717,26 @@ cleanup(struct health *h, int given)
 			free((char *)h->queues[i]);
 	if (h->redis)
 		redisFree(h->redis);
+	ledger_close(&h->ledger);
 	jb_free(&h->out);
-	url_forget(&h->cfg.redis);
+	config_free(&h->cfg);
 }
 
 int
 main(int argc, char **argv)
 {
 	static struct health h = {.depth = {-1, -1}, .age_ms = {-1, -1},
-	    .workers = {-1, -1}};
+	    .workers = {-1, -1}, .archive_lag = {-1, -1}};
 	int given;
 
 	log_init(argv[0]);
 	config_init(&h.cfg);
 	parse_options(&h, argc, argv);
 	config_finish(&h.cfg);
+	ledger_config(&h.cfg);
 	given = h.nqueues > 0;
 	check_redis(&h);
+	check_ledger(&h);
 	if (h.reachable)
 		check_queues(&h);
 	judge(&h);

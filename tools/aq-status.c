@@ -1,5 +1,6 @@
-/* aq-status: print the record of jobs by id, one JSON line per id; ids come
- * as arguments or on stdin (bare, or the JSON lines aq-enqueue prints). */
+/* aq-status: print the record of jobs by id, one JSON line per id, from
+ * Redis or else the PostgreSQL ledger; ids come as arguments or on stdin
+ * (bare, or the JSON lines aq-enqueue prints). */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "json.h"
 #include "jsonl.h"
 #include "keys.h"
+#include "ledger.h"
 #include "log.h"
 #include "mem.h"
 #include "redis.h"
@@ -28,6 +30,7 @@ struct lookup {
 struct status_run {
 	struct config cfg;
 	redisContext *redis;
+	struct ledger ledger;        /* opened when Redis lacks a job */
 	struct lookup batch[LOOKUP_BATCH];
 	size_t n;
 	struct jbuf out;
@@ -39,15 +42,58 @@ usage(FILE *fp)
 {
 	fprintf(fp,
 	    "usage: aq-status [-q queue] [-u url | --redis-url-file path] [--prefix p]\n"
+	    "                 [--database-url url | --database-url-file path]\n"
 	    "                 [--max-line size] [id ...]\n");
 }
 
-/* HGETALL every job of the batch in one pipelined round trip, print them. */
+/* The ledger's records of the jobs of the batch Redis does not have (those
+ * whose reply is empty); NULL without a ledger. */
+static PGresult *
+ledger_lookup(struct status_run *s, redisReply **replies)
+{
+	const char *queues[LOOKUP_BATCH], *ids[LOOKUP_BATCH];
+	size_t n = 0;
+	PGresult *r;
+
+	if (!s->cfg.database_url)
+		return NULL;
+	for (size_t i = 0; i < s->n; i++) {
+		if (replies[i]->type == REDIS_REPLY_ARRAY && replies[i]->elements > 0)
+			continue;
+		queues[n] = s->batch[i].queue;
+		ids[n++] = s->batch[i].id;
+	}
+	if (n == 0)
+		return NULL;
+	if (!s->ledger.conn)
+		ledger_open_or_die(&s->ledger, s->cfg.database_url,
+		    s->cfg.database_from, s->cfg.prefix);
+	if (!(r = ledger_records(&s->ledger, n, queues, ids)))
+		die(EX_UNAVAILABLE, "cannot read the postgresql ledger at %s: %s",
+		    s->ledger.shown, s->ledger.err);
+	return r;
+}
+
+/* The row of r holding job l, or -1. */
+static int
+ledger_row(const PGresult *r, const struct lookup *l)
+{
+	for (int i = 0; r && i < PQntuples(r); i++)
+		if (strcmp(PQgetvalue(r, i, 0), l->queue) == 0 &&
+		    strcmp(PQgetvalue(r, i, 1), l->id) == 0)
+			return i;
+	return -1;
+}
+
+/* HGETALL every job of the batch in one pipelined round trip, ask the
+ * ledger for those Redis does not have, print them all in order. */
 static void
 flush_batch(struct status_run *s)
 {
 	struct keys k;
 	char key[KEY_MAX + ID_MAX];
+	redisReply *replies[LOOKUP_BATCH];
+	PGresult *ledger;
 
 	for (size_t i = 0; i < s->n; i++) {
 		const char *argv[2] = {"HGETALL", key};
@@ -57,20 +103,28 @@ flush_batch(struct status_run *s)
 			redis_die_io(s->redis, &s->cfg.redis, "looking up jobs");
 	}
 	for (size_t i = 0; i < s->n; i++) {
-		redisReply *r = redis_get_reply(s->redis, &s->cfg.redis, "looking up jobs");
-		if (r->type == REDIS_REPLY_ERROR)
-			die(EX_UNAVAILABLE, "redis refused HGETALL: %s", r->str);
+		replies[i] = redis_get_reply(s->redis, &s->cfg.redis, "looking up jobs");
+		if (replies[i]->type == REDIS_REPLY_ERROR)
+			die(EX_UNAVAILABLE, "redis refused HGETALL: %s", replies[i]->str);
+	}
+	ledger = ledger_lookup(s, replies);
+	for (size_t i = 0; i < s->n; i++) {
+		const redisReply *r = replies[i];
+		int row;
 		jb_reset(&s->out);
 		if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
 			job_write_record(&s->out, s->batch[i].id, s->batch[i].queue, r);
+		} else if ((row = ledger_row(ledger, &s->batch[i])) >= 0) {
+			ledger_write_record(&s->out, ledger, row);
 		} else {
 			job_write_unknown(&s->out, s->batch[i].id, s->batch[i].queue);
 			s->unknown++;
 		}
 		if (jb_line(&s->out) < 0)
 			die_output();
-		freeReplyObject(r);
+		freeReplyObject(replies[i]);
 	}
+	PQclear(ledger);
 	s->n = 0;
 }
 
@@ -110,8 +164,9 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
-	config_parse_shared(&s.cfg, argc, argv, usage);
+	config_parse_ledger(&s.cfg, argc, argv, usage);
 	config_finish(&s.cfg);
+	ledger_config(&s.cfg);
 	argc -= optind;
 	argv += optind;
 	idline_check_args(argc, argv);
@@ -129,6 +184,7 @@ main(int argc, char **argv)
 		rc = s.rejected ? EX_DATAERR : s.unknown ? 1 : 0;
 	jb_free(&s.out);
 	redisFree(s.redis);
-	url_forget(&s.cfg.redis);
+	ledger_close(&s.ledger);
+	config_free(&s.cfg);
 	return finish_stdout(rc);
 }

@@ -1,6 +1,7 @@
 /* aq-subscribe: print the messages of pub/sub channels, the events of a job
- * (replay, then live, until it ends), or a queue's log of state changes, as
- * JSON lines; it reconnects after a Redis restart and resumes streams. */
+ * (replay, then live, until it ends; from the PostgreSQL ledger once Redis
+ * no longer has the job), or a queue's log of state changes, as JSON lines;
+ * it reconnects after a Redis restart and resumes streams. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "id.h"
 #include "json.h"
 #include "keys.h"
+#include "ledger.h"
 #include "log.h"
 #include "redis.h"
 
@@ -37,6 +39,7 @@ struct subscriber {
 	char **channels;
 	int nchannels;
 	redisContext *redis;
+	struct ledger ledger;        /* opened when Redis lacks the job */
 	struct jbuf out;
 };
 
@@ -47,6 +50,7 @@ usage(FILE *fp)
 	    "usage: aq-subscribe [-u url | --redis-url-file path] [--prefix p]\n"
 	    "                    [--count n] [--timeout duration] [--pattern] channel ...\n"
 	    "       aq-subscribe [options] [-q queue] --job id [--after stream-id]\n"
+	    "                    [--database-url url | --database-url-file path]\n"
 	    "       aq-subscribe [options] -q queue --queue-log [--after stream-id]\n");
 }
 
@@ -225,6 +229,29 @@ entry_field(const redisReply *fields, const char *name)
 	return NULL;
 }
 
+/* One event: its stream id, type, data (stored text) and attempt (NULL
+ * when not stored). */
+static void
+print_event_fields(struct subscriber *s, const char *id, const char *type,
+    const char *data, size_t len, const char *attempt)
+{
+	jb_reset(&s->out);
+	jb_obj_begin(&s->out);
+	jb_kstr(&s->out, "id", id);
+	jb_kstr(&s->out, "type", type ? type : "event");
+	jb_key(&s->out, "data");
+	if (data)
+		put_data(&s->out, data, len);
+	else
+		jb_null(&s->out);
+	if (attempt) {
+		jb_key(&s->out, "attempt");
+		jb_raw(&s->out, attempt, strlen(attempt));
+	}
+	jb_obj_end(&s->out);
+	emit(s);
+}
+
 static void
 print_event(struct subscriber *s, const redisReply *entry)
 {
@@ -232,21 +259,9 @@ print_event(struct subscriber *s, const redisReply *entry)
 	const redisReply *type = entry_field(f, "type"), *data = entry_field(f, "data");
 	const redisReply *attempt = entry_field(f, "attempt");
 
-	jb_reset(&s->out);
-	jb_obj_begin(&s->out);
-	jb_kstr(&s->out, "id", entry->element[0]->str);
-	jb_kstr(&s->out, "type", type ? type->str : "event");
-	jb_key(&s->out, "data");
-	if (data)
-		put_data(&s->out, data->str, data->len);
-	else
-		jb_null(&s->out);
-	if (attempt) {
-		jb_key(&s->out, "attempt");
-		jb_raw(&s->out, attempt->str, attempt->len);
-	}
-	jb_obj_end(&s->out);
-	emit(s);
+	print_event_fields(s, entry->element[0]->str, type ? type->str : NULL,
+	    data ? data->str : NULL, data ? data->len : 0,
+	    attempt ? attempt->str : NULL);
 }
 
 static void
@@ -386,6 +401,53 @@ log_names_job(const struct subscriber *s, const redisReply *r, char *logid)
 	return named;
 }
 
+/* The job is not in Redis: print what the ledger holds of its events after
+ * s->after, then its end. Returns the exit status; -1 when the ledger holds
+ * it as not finished (Redis lost it: aq-sweep puts it back, so wait). Exits
+ * 1 when the ledger does not know it either. */
+static int
+follow_from_ledger(struct subscriber *s)
+{
+	char ms[24] = "0", seq[24] = "0";
+	const char *params[4] = {s->cfg.queue, s->job, ms, seq};
+	PGresult *r;
+	int rc;
+
+	if (!s->ledger.conn)
+		ledger_open_or_die(&s->ledger, s->cfg.database_url,
+		    s->cfg.database_from, s->cfg.prefix);
+	sscanf(s->after, "%20[0-9]-%20[0-9]", ms, seq);
+	r = ledger_exec(&s->ledger, "reading the job's events",
+	    "SELECT ms::text || '-' || seq::text, type, data::text, attempt::text"
+	    " FROM {S}.events WHERE queue = $1 AND job_id = $2"
+	    "  AND (ms, seq) > ($3::bigint, $4::bigint) ORDER BY ms, seq", 4, params);
+	if (!r)
+		die(EX_UNAVAILABLE, "cannot read the postgresql ledger at %s: %s",
+		    s->ledger.shown, s->ledger.err);
+	for (int i = 0; i < PQntuples(r) && !done_counting(s); i++) {
+		snprintf(s->after, sizeof s->after, "%s", PQgetvalue(r, i, 0));
+		print_event_fields(s, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+		    PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2),
+		    PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3));
+	}
+	PQclear(r);
+	r = ledger_exec(&s->ledger, "reading the job's status",
+	    "SELECT status FROM {S}.jobs WHERE queue = $1 AND id = $2", 2, params);
+	if (!r)
+		die(EX_UNAVAILABLE, "cannot read the postgresql ledger at %s: %s",
+		    s->ledger.shown, s->ledger.err);
+	if (PQntuples(r) == 0)
+		die(1, "no job %s in queue %s", s->job, s->cfg.queue);
+	if (!final_status(PQgetvalue(r, 0, 0))) {
+		PQclear(r);
+		return -1;
+	}
+	print_end(s, PQgetvalue(r, 0, 0));
+	rc = strcmp(PQgetvalue(r, 0, 0), "succeeded") == 0 ? 0 : 1;
+	PQclear(r);
+	return rc;
+}
+
 /* Replay the job's events, then follow them live; the job's end is seen on
  * the queue's log, read in the same XREAD, so no polling is needed. */
 static int
@@ -405,8 +467,17 @@ follow_job(struct subscriber *s)
 				status = NULL;
 				goto reconnect;
 			}
-			if (!status)
+			if (!status && !s->cfg.database_url)
 				die(1, "no job %s in queue %s", s->job, s->cfg.queue);
+			if (!status) {
+				if ((rc = follow_from_ledger(s)) >= 0 || done_counting(s))
+					return rc < 0 ? 0 : rc;
+				long long nap = time_left(s, 1000);
+				if (s->deadline_ms && nap == 0)
+					return EX_TEMPFAIL;
+				usleep((useconds_t)nap * 1000);
+				continue; /* until aq-sweep has put it back */
+			}
 			check = 0;
 		}
 		if (drain(s, events, 1) < 0)
@@ -512,6 +583,7 @@ parse_options(struct subscriber *s, int argc, char **argv)
 		{"after", required_argument, NULL, OPT_AFTER},
 		{"count", required_argument, NULL, OPT_COUNT},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		CONFIG_LONG_OPTIONS_LEDGER,
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -572,6 +644,8 @@ main(int argc, char **argv)
 	config_init(&s.cfg);
 	parse_options(&s, argc, argv);
 	config_finish(&s.cfg);
+	if (s.job)
+		ledger_config(&s.cfg);
 	keys_init(&s.keys, s.cfg.prefix, s.cfg.queue);
 	if (s.job && !s.after[0])
 		snprintf(s.after, sizeof s.after, "0-0");
@@ -585,7 +659,8 @@ main(int argc, char **argv)
 	if (rc == EX_TEMPFAIL)
 		warnmsg("timed out");
 	redisFree(s.redis);
+	ledger_close(&s.ledger);
 	jb_free(&s.out);
-	url_forget(&s.cfg.redis);
+	config_free(&s.cfg);
 	return finish_stdout(rc);
 }

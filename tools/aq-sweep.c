@@ -1,6 +1,7 @@
 /* aq-sweep: the janitor: recover jobs whose lease expired, promote due
- * delayed jobs, fail jobs waiting too long, forget dead workers, trim
- * finished jobs; one JSON line per action, once or --every DURATION. */
+ * delayed jobs, fail jobs waiting too long, forget dead workers, archive to
+ * the PostgreSQL ledger and restore from it, trim finished jobs; one JSON
+ * line per action, once or --every DURATION. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -9,10 +10,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "archive.h"
 #include "config.h"
 #include "id.h"
 #include "json.h"
 #include "keys.h"
+#include "ledger.h"
 #include "log.h"
 #include "mem.h"
 #include "redis.h"
@@ -21,8 +24,10 @@
 #define QUEUES_MAX 1024
 #define RETENTION_DEFAULT_MS (24LL * 3600 * 1000)
 #define LOG_CAP_DEFAULT 100000
+#define RESTORE_GRACE_DEFAULT_MS (60LL * 1000)
 
-enum { OPT_EVERY = OPT_TOOL, OPT_MAX_WAIT, OPT_RETENTION, OPT_LOG_CAP, OPT_BATCH };
+enum { OPT_EVERY = OPT_TOOL, OPT_MAX_WAIT, OPT_RETENTION, OPT_LOG_CAP, OPT_BATCH,
+	OPT_RESTORE_GRACE };
 
 /* An action of sweep.lua and how its results are printed. */
 struct action {
@@ -37,8 +42,8 @@ static const struct action actions[] = {
 	{"recover", "recovered", "id", 1},
 	{"promote", "promoted", "id", 0},
 	{"stale", "failed_stale", "id", 0},
-	{"trim", "trimmed", "id", 0},
 };
+static const struct action trim = {"trim", "trimmed", "id", 0};
 
 struct sweeper {
 	struct config cfg;
@@ -46,7 +51,14 @@ struct sweeper {
 	int nqueues;
 	long long every_ms, max_wait_ms, retention_ms;
 	long log_cap, batch;
+	long long restore_grace_ms;
 	redisContext *redis;
+	struct ledger ledger;        /* with --database-url: open while usable */
+	struct archiver archiver;
+	int ledger_down;             /* unusable: said once */
+	int ledger_failed;           /* in this pass */
+	char **names;                /* the queues of this pass */
+	size_t nnames, capnames;
 	struct jbuf out;
 	unsigned long actions_taken;
 	int down;                    /* Redis unreachable: said once */
@@ -60,7 +72,9 @@ usage(FILE *fp)
 	fprintf(fp,
 	    "usage: aq-sweep [-q queue ...] [-u url | --redis-url-file path] [--prefix p]\n"
 	    "                [--every duration] [--max-wait duration]\n"
-	    "                [--retention duration] [--log-cap n] [--batch n]\n");
+	    "                [--retention duration] [--log-cap n] [--batch n]\n"
+	    "                [--database-url url | --database-url-file path]\n"
+	    "                [--restore-grace duration]\n");
 }
 
 static void
@@ -139,46 +153,195 @@ sweep_action(struct sweeper *s, const char *queue, const struct action *a,
 	}
 }
 
-/* The queues to sweep: every queue in PREFIX:queues; NULL (reported)
- * when Redis failed. */
-static redisReply *
-known_queues(struct sweeper *s)
+static void
+add_name(struct sweeper *s, const char *q)
+{
+	if (!queue_valid(q))
+		return;
+	if (s->nnames == s->capnames) {
+		s->capnames = s->capnames ? s->capnames * 2 : 64;
+		s->names = xrealloc(s->names, s->capnames * sizeof *s->names);
+	}
+	s->names[s->nnames++] = xstrdup(q);
+}
+
+static void
+clear_names(struct sweeper *s)
+{
+	for (size_t i = 0; i < s->nnames; i++)
+		free(s->names[i]);
+	s->nnames = 0;
+}
+
+static int
+cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The queues to sweep: those given by -q; else every queue in
+ * PREFIX:queues and, with a ledger, every queue it knows (after Redis lost
+ * its data, only the ledger does). -1 (reported) when Redis failed. */
+static int
+list_queues(struct sweeper *s)
 {
 	struct keys k;
 	const char *argv[2] = {"SMEMBERS", k.queues};
 	char shown[1024];
 	redisReply *r;
 
+	clear_names(s);
+	if (s->nqueues > 0) {
+		for (int i = 0; i < s->nqueues; i++)
+			add_name(s, s->queues[i]);
+		return 0;
+	}
 	keys_init(&k, s->cfg.prefix, "x");
+	argv[1] = k.queues;
 	r = redisCommandArgv(s->redis, 2, argv, NULL);
-	if (r && r->type == REDIS_REPLY_ARRAY)
-		return r;
-	warnmsg("cannot list the queues at redis %s: %s",
-	    url_display(&s->cfg.redis, shown, sizeof shown),
-	    r ? r->str : s->redis->errstr);
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		warnmsg("cannot list the queues at redis %s: %s",
+		    url_display(&s->cfg.redis, shown, sizeof shown),
+		    r ? r->str : s->redis->errstr);
+		freeReplyObject(r);
+		return -1;
+	}
+	for (size_t i = 0; i < r->elements; i++)
+		add_name(s, r->element[i]->str);
 	freeReplyObject(r);
-	return NULL;
+	if (s->ledger.conn && !s->ledger_failed) {
+		PGresult *q = archive_ledger_queues(&s->archiver);
+		if (!q)
+			s->ledger_failed = 1;
+		for (int i = 0; q && i < PQntuples(q); i++)
+			add_name(s, PQgetvalue(q, i, 0));
+		PQclear(q);
+	}
+	if (s->nnames > 1)
+		qsort(s->names, s->nnames, sizeof *s->names, cmp_name);
+	size_t n = 0;
+	for (size_t i = 0; i < s->nnames; i++) {
+		if (n > 0 && strcmp(s->names[n - 1], s->names[i]) == 0)
+			free(s->names[i]);
+		else
+			s->names[n++] = s->names[i];
+	}
+	s->nnames = n;
+	return 0;
+}
+
+/* Without a ledger, say (once per run) that a queue's finished jobs are
+ * kept for one: PREFIX:{Q}:ledger is set, so they wait to be archived. */
+static int
+warn_unarchived(struct sweeper *s, const char *queue)
+{
+	static char said[QUEUES_MAX][QUEUE_MAX + 1];
+	static int nsaid;
+	struct keys k;
+	const char *argv[2] = {"ZCARD", k.unarchived};
+	redisReply *r;
+
+	for (int i = 0; i < nsaid; i++)
+		if (strcmp(said[i], queue) == 0)
+			return 0;
+	keys_init(&k, s->cfg.prefix, queue);
+	argv[1] = k.unarchived;
+	if (!(r = redisCommandArgv(s->redis, 2, argv, NULL)))
+		return -1;
+	if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+		warnmsg("queue %s is archived to a postgresql ledger, but no "
+		    "--database-url is given: its %lld finished jobs wait for the "
+		    "archive and are not trimmed (DEL %s to stop archiving it)",
+		    queue, r->integer, k.ledger);
+		if (nsaid < QUEUES_MAX)
+			snprintf(said[nsaid++], sizeof said[0], "%s", queue);
+	}
+	freeReplyObject(r);
+	return 0;
+}
+
+/* The ledger's part of a queue's sweep, before (restore) or after
+ * (archive) the Redis actions. Returns -1 when Redis failed; a ledger
+ * failure only marks the pass (nothing more is archived, nothing trimmed). */
+static int
+ledger_step(struct sweeper *s, const char *queue,
+    int (*step)(struct archiver *, const char *))
+{
+	int rc;
+
+	if (!s->ledger.conn || s->ledger_failed)
+		return 0;
+	rc = step(&s->archiver, queue);
+	if (rc == ARCHIVE_LEDGER_FAILED) {
+		s->ledger_failed = 1;
+		return 0;
+	}
+	return rc;
 }
 
 static int
 sweep_queue(struct sweeper *s, const char *queue)
 {
+	if (ledger_step(s, queue, restore_queue) < 0)
+		return -1;
 	for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++) {
 		long long param = 0;
 		if (strcmp(actions[i].name, "stale") == 0) {
 			if (s->max_wait_ms < 0)
 				continue;
 			param = s->max_wait_ms;
-		} else if (strcmp(actions[i].name, "trim") == 0) {
-			param = s->retention_ms;
 		}
 		if (sweep_action(s, queue, &actions[i], param) < 0)
 			return -1;
 	}
-	return 0;
+	if (ledger_step(s, queue, archive_queue) < 0)
+		return -1;
+	if (!s->cfg.database_url && warn_unarchived(s, queue) < 0)
+		return -1;
+	/* a ledger that failed may not have what trimming would delete */
+	if (s->cfg.database_url && (!s->ledger.conn || s->ledger_failed))
+		return 0;
+	return sweep_action(s, queue, &trim, s->retention_ms);
 }
 
-/* One pass over the queues. Returns -1 when Redis could not be reached. */
+/* With a ledger: (re)open it for this pass. A failure is said once, until
+ * it works again; the pass then does its Redis work and trims nothing. */
+static void
+open_ledger(struct sweeper *s)
+{
+	int code;
+
+	s->ledger_failed = 0;
+	if (!s->cfg.database_url)
+		return;
+	if (s->ledger.conn && ledger_alive(&s->ledger) < 0) {
+		ledger_close(&s->ledger);
+		s->archiver.temp_tables = 0;
+	}
+	if (!s->ledger.conn) {
+		if (ledger_open(&s->ledger, s->cfg.database_url, s->cfg.prefix, &code) < 0) {
+			if (code == EX_USAGE)
+				die(code, "%s (from %s)", s->ledger.err, s->cfg.database_from);
+			if (!s->ledger_down++)
+				warnmsg("cannot use the postgresql ledger at %s: %s; "
+				    "archiving and restoring wait for it, nothing is "
+				    "trimmed%s", s->ledger.shown, s->ledger.err,
+				    s->every_ms >= 0 ? "; trying again each pass" : "");
+			ledger_close(&s->ledger);
+			s->ledger_failed = 1;
+			return;
+		}
+		if (s->ledger_down) {
+			warnmsg("the postgresql ledger at %s is back", s->ledger.shown);
+			s->ledger_down = 0;
+		}
+	}
+	if (archive_begin_pass(&s->archiver) == ARCHIVE_LEDGER_FAILED)
+		s->ledger_failed = 1;
+}
+
+/* One pass over the queues. Returns -1 when Redis could not be reached, -2
+ * when it refused the credentials, -3 when only the ledger failed. */
 static int
 sweep_pass(struct sweeper *s)
 {
@@ -200,25 +363,23 @@ sweep_pass(struct sweeper *s)
 			s->down = 0;
 		}
 	}
-	if (s->nqueues > 0) {
-		for (int i = 0; i < s->nqueues && rc == 0 && !stop_requested; i++)
-			rc = sweep_queue(s, s->queues[i]);
-	} else {
-		redisReply *q = known_queues(s);
-		if (!q)
-			rc = -1;
-		for (size_t i = 0; q && i < q->elements && rc == 0 && !stop_requested; i++)
-			if (queue_valid(q->element[i]->str))
-				rc = sweep_queue(s, q->element[i]->str);
-		freeReplyObject(q);
-	}
+	s->archiver.redis = s->redis;
+	open_ledger(s);
+	rc = list_queues(s);
+	for (size_t i = 0; rc == 0 && i < s->nnames && !stop_requested; i++)
+		rc = sweep_queue(s, s->names[i]);
 	if (fflush(stdout) != 0)
 		die_output();
 	if (rc < 0) {
 		redisFree(s->redis);
 		s->redis = NULL;
+		return rc;
 	}
-	return rc;
+	if (s->ledger_failed && s->ledger.conn && ledger_alive(&s->ledger) < 0) {
+		ledger_close(&s->ledger);
+		s->archiver.temp_tables = 0;
+	}
+	return s->ledger_failed ? -3 : 0;
 }
 
 static void
@@ -251,6 +412,8 @@ parse_options(struct sweeper *s, int argc, char **argv)
 		{"retention", required_argument, NULL, OPT_RETENTION},
 		{"log-cap", required_argument, NULL, OPT_LOG_CAP},
 		{"batch", required_argument, NULL, OPT_BATCH},
+		{"restore-grace", required_argument, NULL, OPT_RESTORE_GRACE},
+		CONFIG_LONG_OPTIONS_LEDGER,
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -278,6 +441,9 @@ parse_options(struct sweeper *s, int argc, char **argv)
 		case OPT_BATCH:
 			s->batch = option_int("--batch", optarg, 1, 100000);
 			break;
+		case OPT_RESTORE_GRACE:
+			s->restore_grace_ms = option_duration("--restore-grace", optarg, 1);
+			break;
 		default:
 			usage(stderr);
 			exit(EX_USAGE);
@@ -287,12 +453,26 @@ parse_options(struct sweeper *s, int argc, char **argv)
 		die(EX_USAGE, "unexpected argument '%.80s'", argv[optind]);
 }
 
+/* The exit status of a single pass (sysexits). */
+static int
+pass_status(int rc)
+{
+	switch (rc) {
+	case 0:
+		return 0;
+	case -2:
+		return EX_NOPERM;
+	default:
+		return EX_UNAVAILABLE;
+	}
+}
+
 int
 main(int argc, char **argv)
 {
 	static struct sweeper s = {.every_ms = -1, .max_wait_ms = -1,
 	    .retention_ms = RETENTION_DEFAULT_MS, .log_cap = LOG_CAP_DEFAULT,
-	    .batch = 1000};
+	    .batch = 1000, .restore_grace_ms = RESTORE_GRACE_DEFAULT_MS};
 	struct sigaction sa = {.sa_handler = on_stop};
 	int rc;
 
@@ -300,12 +480,15 @@ main(int argc, char **argv)
 	config_init(&s.cfg);
 	parse_options(&s, argc, argv);
 	config_finish(&s.cfg);
+	ledger_config(&s.cfg);
+	s.archiver = (struct archiver){.url = &s.cfg.redis, .ledger = &s.ledger,
+	    .prefix = s.cfg.prefix, .batch = s.batch,
+	    .restore_grace_ms = s.restore_grace_ms, .out = &s.out,
+	    .stop = &stop_requested};
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
 	rc = sweep_pass(&s);
-	if (s.every_ms < 0 && rc < 0)
-		return finish_stdout(rc == -2 ? EX_NOPERM : EX_UNAVAILABLE);
 	while (s.every_ms >= 0 && !stop_requested) {
 		sleep_ms(s.every_ms);
 		if (!stop_requested)
@@ -313,7 +496,10 @@ main(int argc, char **argv)
 	}
 	if (s.redis)
 		redisFree(s.redis);
+	ledger_close(&s.ledger);
+	clear_names(&s);
+	free(s.names);
 	jb_free(&s.out);
-	url_forget(&s.cfg.redis);
-	return finish_stdout(0);
+	config_free(&s.cfg);
+	return finish_stdout(s.every_ms < 0 ? pass_status(rc) : 0);
 }

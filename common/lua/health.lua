@@ -2,8 +2,11 @@
 -- sorted-set cardinalities only: never a scan of the jobs.
 -- KEYS: the queue keys of lib.lua's queue_keys
 -- ARGV: 1 key base
+-- ARGV: 1 key base, 2 the archive's consumer group
 -- Returns {waiting, delayed, active, live workers, oldest waiting age ms
--- (-1 when none waits), server time ms, stats as a flat field/value list}.
+-- (-1 when none waits), server time ms, stats as a flat field/value list,
+-- finished jobs waiting for the ledger's archive, log entries the archive
+-- has not read (-1: no archive; -2: unknown, the log was capped past it)}.
 local now = now_ms()
 local Q = queue_keys(ARGV[1])
 
@@ -26,6 +29,21 @@ local function oldest_age()
   return oldest
 end
 
+-- The archive's lag in log entries, from XINFO GROUPS (Redis 7).
+local function archive_lag()
+  local groups = redis.pcall('XINFO', 'GROUPS', Q.log)
+  if groups.err then return -1 end
+  for _, g in ipairs(groups) do
+    local info = {}
+    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+    if info.name == ARGV[2] then
+      return tonumber(info.lag) or -2
+    end
+  end
+  return -1
+end
+
 return {redis.call('ZCARD', Q.wait), redis.call('ZCARD', Q.delayed),
   redis.call('ZCARD', Q.active), redis.call('ZCOUNT', Q.workers, now, '+inf'),
-  oldest_age(), now, redis.call('HGETALL', Q.stats)}
+  oldest_age(), now, redis.call('HGETALL', Q.stats),
+  redis.call('ZCARD', Q.base .. 'unarchived'), archive_lag()}

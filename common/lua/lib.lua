@@ -58,12 +58,27 @@ local function queue_keys(base)
     workers = KEYS[9], base = base, job = base .. 'job:'}
 end
 
--- a job reaches a final state: succeeded, failed or cancelled; the done set
--- orders finished jobs by time, so trimming them costs what is due only
+-- Where a finished job goes: the done set orders finished jobs by time, so
+-- trimming them costs what is due only. A queue with a PostgreSQL ledger
+-- (aq-sweep keeps PREFIX:{Q}:ledger set) holds them in the unarchived set
+-- instead, until aq-sweep has archived them (archive.lua moves them on):
+-- nothing is trimmed before the ledger has it.
+local function finished_set(Q)
+  if Q.finished == nil then
+    if redis.call('EXISTS', Q.base .. 'ledger') == 1 then
+      Q.finished = Q.base .. 'unarchived'
+    else
+      Q.finished = Q.done
+    end
+  end
+  return Q.finished
+end
+
+-- a job reaches a final state: succeeded, failed or cancelled
 local function finish(Q, log, key, id, status, now, fields)
   redis.call('HSET', key, 'status', status, 'finished', int(now), unpack(fields))
   redis.call('HINCRBY', Q.stats, status, 1)
-  redis.call('ZADD', Q.done, now, id)
+  redis.call('ZADD', finished_set(Q), now, id)
   log_add(log, status, id)
 end
 

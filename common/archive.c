@@ -1,0 +1,803 @@
+/* archive.c: aq-sweep's archive of Redis into the PostgreSQL ledger, and the
+ * restore of what Redis lost from it. */
+#include "archive.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "id.h"
+#include "keys.h"
+#include "log.h"
+#include "mem.h"
+#include "script.h"
+
+#define LOG_READ_COUNT "100"   /* log entries per read (each names many jobs) */
+#define EVENTS_PAGE 1000       /* event entries per XRANGE */
+#define RESTORE_FIELDS 9       /* per job, see restore.lua */
+
+/* The jobs of one batch, and what Redis holds of them. */
+struct batch {
+	char **ids;
+	size_t n, cap;
+	redisReply **hashes;       /* HGETALL of each, NULL when not fetched */
+	struct copybuf jobs, events;
+	long finished, nevents;
+};
+
+/* ---- messages --------------------------------------------------------- */
+
+static int
+redis_failed(struct archiver *a, const char *queue, const char *doing,
+    const redisReply *r)
+{
+	char shown[1024];
+
+	url_display(a->url, shown, sizeof shown);
+	if (!r)
+		warnmsg("lost the connection to redis at %s while %s of queue %s: %s",
+		    shown, doing, queue, a->redis->errstr);
+	else
+		warnmsg("redis at %s refused %s of queue %s: %s", shown, doing, queue,
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	return ARCHIVE_REDIS_FAILED;
+}
+
+static int
+ledger_failed(struct archiver *a, const char *queue)
+{
+	warnmsg("cannot archive queue %s in the postgresql ledger at %s: %s",
+	    queue, a->ledger->shown, a->ledger->err);
+	PQclear(PQexec(a->ledger->conn, "ROLLBACK"));
+	return ARCHIVE_LEDGER_FAILED;
+}
+
+static void
+print_line(struct archiver *a)
+{
+	if (jb_line(a->out) < 0)
+		die_output();
+	a->printed++;
+}
+
+/* ---- the pass --------------------------------------------------------- */
+
+int
+archive_begin_pass(struct archiver *a)
+{
+	redisReply *r = redisCommand(a->redis, "INFO server");
+	const char *p;
+
+	if (!r || r->type != REDIS_REPLY_STRING ||
+	    !(p = strstr(r->str, "run_id:"))) {
+		int rc = redis_failed(a, "(all)", "INFO server", r);
+		freeReplyObject(r);
+		return rc;
+	}
+	p += 7;
+	size_t n = strcspn(p, "\r\n");
+	snprintf(a->run_id, sizeof a->run_id, "%.*s", (int)n, p);
+	freeReplyObject(r);
+	if (!a->temp_tables) {
+		if (ledger_run(a->ledger, "creating the archive's temporary tables",
+		    "CREATE TEMP TABLE IF NOT EXISTS archive_jobs ("
+		    "  queue text, id text, status text, payload text, priority integer,"
+		    "  max_attempts integer, timeout_ms bigint, run_at bigint,"
+		    "  attempt integer, created bigint, started bigint, finished bigint,"
+		    "  worker text, exit_code integer, result text, error text)"
+		    "  ON COMMIT DELETE ROWS;"
+		    "CREATE TEMP TABLE IF NOT EXISTS archive_events ("
+		    "  queue text, job_id text, ms bigint, seq bigint, attempt integer,"
+		    "  type text, data text) ON COMMIT DELETE ROWS") < 0)
+			return ledger_failed(a, "(all)");
+		a->temp_tables = 1;
+	}
+	return 0;
+}
+
+PGresult *
+archive_ledger_queues(struct archiver *a)
+{
+	PGresult *r = ledger_exec(a->ledger, "listing the queues",
+	    "SELECT queue FROM {S}.queues ORDER BY queue", 0, NULL);
+
+	if (!r)
+		warnmsg("cannot read the queues of the postgresql ledger at %s: %s",
+		    a->ledger->shown, a->ledger->err);
+	return r;
+}
+
+/* ---- a batch of jobs -------------------------------------------------- */
+
+static void
+batch_add(struct batch *b, const char *id, size_t n)
+{
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 256;
+		b->ids = xrealloc(b->ids, b->cap * sizeof *b->ids);
+	}
+	b->ids[b->n++] = xstrndup(id, n);
+}
+
+static int
+cmp_str(const void *x, const void *y)
+{
+	return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* Sort the ids and drop the repeated ones (a job changes state many times). */
+static void
+batch_unique(struct batch *b)
+{
+	size_t k = 0;
+
+	if (b->n < 2)
+		return;
+	qsort(b->ids, b->n, sizeof *b->ids, cmp_str);
+	for (size_t i = 0; i < b->n; i++) {
+		if (k > 0 && strcmp(b->ids[k - 1], b->ids[i]) == 0)
+			free(b->ids[i]);
+		else
+			b->ids[k++] = b->ids[i];
+	}
+	b->n = k;
+}
+
+static void
+batch_clear(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->ids[i]);
+		if (b->hashes)
+			freeReplyObject(b->hashes[i]);
+	}
+	free(b->hashes);
+	b->hashes = NULL;
+	b->n = 0;
+	b->finished = b->nevents = 0;
+	copy_reset(&b->jobs);
+	copy_reset(&b->events);
+}
+
+static void
+batch_free(struct batch *b)
+{
+	batch_clear(b);
+	free(b->ids);
+	copy_free(&b->jobs);
+	copy_free(&b->events);
+	memset(b, 0, sizeof *b);
+}
+
+static const redisReply *
+field_of(const redisReply *hash, const char *name)
+{
+	for (size_t i = 0; i + 1 < hash->elements; i += 2)
+		if (hash->element[i]->type == REDIS_REPLY_STRING &&
+		    strcmp(hash->element[i]->str, name) == 0 &&
+		    hash->element[i + 1]->type == REDIS_REPLY_STRING)
+			return hash->element[i + 1];
+	return NULL;
+}
+
+/* A whole number stored by the scripts; anything else goes in as NULL. */
+static void
+copy_stored_int(struct copybuf *c, const redisReply *v)
+{
+	char *end;
+	long long n;
+
+	if (!v) {
+		copy_null(c);
+		return;
+	}
+	errno = 0;
+	n = strtoll(v->str, &end, 10);
+	if (errno || end == v->str || *end)
+		copy_null(c);
+	else
+		copy_int(c, n);
+}
+
+static void
+copy_stored_text(struct copybuf *c, const redisReply *v)
+{
+	if (v)
+		copy_text(c, v->str, v->len);
+	else
+		copy_null(c);
+}
+
+/* JSON as stored when it is JSON (it is, unless someone wrote the hash by
+ * hand), else as a JSON string: the json column must take it. */
+static void
+copy_stored_json(struct copybuf *c, struct jbuf *tmp, const redisReply *v)
+{
+	char err[64];
+
+	if (!v) {
+		copy_null(c);
+	} else if (json_check(v->str, v->len, err, sizeof err) == 0) {
+		copy_text(c, v->str, v->len);
+	} else {
+		jb_reset(tmp);
+		jb_str(tmp, v->str, v->len);
+		copy_text(c, tmp->p, tmp->len);
+	}
+}
+
+static void
+job_row(struct batch *b, struct jbuf *tmp, const char *queue, const char *id,
+    const redisReply *h)
+{
+	struct copybuf *c = &b->jobs;
+	static const char *const ints[] = {"priority", "max_attempts", "timeout_ms",
+	    "run_at", "attempt", "created", "started", "finished"};
+	const redisReply *payload = field_of(h, "payload");
+
+	copy_text(c, queue, strlen(queue));
+	copy_text(c, id, strlen(id));
+	copy_stored_text(c, field_of(h, "status"));
+	if (payload)
+		copy_stored_json(c, tmp, payload);
+	else
+		copy_text(c, "null", 4);
+	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+		copy_stored_int(c, field_of(h, ints[i]));
+	copy_stored_text(c, field_of(h, "worker"));
+	copy_stored_int(c, field_of(h, "exit_code"));
+	copy_stored_json(c, tmp, field_of(h, "result"));
+	copy_stored_text(c, field_of(h, "error"));
+	copy_row_end(c);
+}
+
+/* One event entry ["MS-SEQ", [field, value, ...]] of job id. */
+static void
+event_row(struct batch *b, struct jbuf *tmp, const char *queue, const char *id,
+    const redisReply *e)
+{
+	struct copybuf *c = &b->events;
+	unsigned long long ms, seq;
+	const redisReply *type, *data;
+
+	if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+	    e->element[1]->type != REDIS_REPLY_ARRAY ||
+	    sscanf(e->element[0]->str, "%llu-%llu", &ms, &seq) != 2)
+		return;
+	type = field_of(e->element[1], "type");
+	data = field_of(e->element[1], "data");
+	copy_text(c, queue, strlen(queue));
+	copy_text(c, id, strlen(id));
+	copy_int(c, (int64_t)ms);
+	copy_int(c, (int64_t)seq);
+	copy_stored_int(c, field_of(e->element[1], "attempt"));
+	copy_text(c, type ? type->str : "event", type ? type->len : 5);
+	if (data)
+		copy_stored_json(c, tmp, data);
+	else
+		copy_text(c, "null", 4);
+	copy_row_end(c);
+	b->nevents++;
+}
+
+/* The events of a finished job, page by page, into b. */
+static int
+fetch_events(struct archiver *a, struct batch *b, struct jbuf *tmp,
+    const struct keys *k, const char *queue, const char *id)
+{
+	char key[KEY_MAX + ID_MAX], from[64] = "-";
+
+	snprintf(key, sizeof key, "%sevents:%s", k->base, id);
+	for (;;) {
+		const char *argv[] = {"XRANGE", key, from, "+", "COUNT", "1000"};
+		redisReply *r = redisCommandArgv(a->redis, 6, argv, NULL);
+		if (!r || r->type != REDIS_REPLY_ARRAY) {
+			int rc = redis_failed(a, queue, "reading a job's events", r);
+			freeReplyObject(r);
+			return rc;
+		}
+		for (size_t i = 0; i < r->elements; i++)
+			event_row(b, tmp, queue, id, r->element[i]);
+		size_t n = r->elements;
+		if (n > 0)
+			snprintf(from, sizeof from, "(%s", r->element[n - 1]->element[0]->str);
+		freeReplyObject(r);
+		if (n < EVENTS_PAGE)
+			return 0;
+	}
+}
+
+/* HGETALL every job of b in one round trip; the events of the finished
+ * ones; their COPY rows. */
+static int
+fetch_jobs(struct archiver *a, struct batch *b, const struct keys *k,
+    const char *queue)
+{
+	char key[KEY_MAX + ID_MAX];
+	struct jbuf tmp = {0};
+	int rc = 0;
+
+	b->hashes = xcalloc(b->n, sizeof *b->hashes);
+	for (size_t i = 0; i < b->n; i++) {
+		const char *argv[2] = {"HGETALL", key};
+		snprintf(key, sizeof key, "%s%s", k->job, b->ids[i]);
+		if (redisAppendCommandArgv(a->redis, 2, argv, NULL) != REDIS_OK)
+			return redis_failed(a, queue, "reading jobs to archive", NULL);
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		void *reply = NULL;
+		if (redisGetReply(a->redis, &reply) != REDIS_OK)
+			return redis_failed(a, queue, "reading jobs to archive", NULL);
+		b->hashes[i] = reply;
+		if (b->hashes[i]->type != REDIS_REPLY_ARRAY)
+			rc = redis_failed(a, queue, "reading jobs to archive", b->hashes[i]);
+	}
+	for (size_t i = 0; i < b->n && rc == 0; i++) {
+		const redisReply *h = b->hashes[i];
+		const redisReply *status;
+		if (h->elements == 0 || !(status = field_of(h, "status")))
+			continue; /* gone: nothing to archive */
+		job_row(b, &tmp, queue, b->ids[i], h);
+		if (ledger_final(status->str)) {
+			b->finished++;
+			rc = fetch_events(a, b, &tmp, k, queue, b->ids[i]);
+		}
+	}
+	jb_free(&tmp);
+	return rc;
+}
+
+/* Write b's rows in one transaction; upserts, so a replay changes nothing. */
+static int
+write_batch(struct archiver *a, struct batch *b, const char *queue)
+{
+	struct ledger *l = a->ledger;
+
+	if (ledger_run(l, "starting a transaction", "BEGIN") < 0 ||
+	    ledger_copy(l, "copying job records", "COPY archive_jobs FROM STDIN",
+	    &b->jobs) < 0 ||
+	    ledger_run(l, "upserting job records",
+	    "INSERT INTO {S}.jobs AS j (queue, id, status, payload, priority,"
+	    "  max_attempts, timeout_ms, run_at, attempt, created, started,"
+	    "  finished, worker, exit_code, result, error, seen, archived)"
+	    " SELECT DISTINCT ON (queue, id) queue, id, status, payload::json,"
+	    "  coalesce(priority, 0), coalesce(max_attempts, 1), timeout_ms,"
+	    "  to_timestamp(run_at / 1000.0), coalesce(attempt, 0),"
+	    "  coalesce(to_timestamp(created / 1000.0), now()),"
+	    "  to_timestamp(started / 1000.0), to_timestamp(finished / 1000.0),"
+	    "  worker, exit_code, result::json, error, true, now()"
+	    " FROM archive_jobs"
+	    " ON CONFLICT (queue, id) DO UPDATE SET status = EXCLUDED.status,"
+	    "  priority = EXCLUDED.priority, max_attempts = EXCLUDED.max_attempts,"
+	    "  timeout_ms = EXCLUDED.timeout_ms, run_at = EXCLUDED.run_at,"
+	    "  attempt = EXCLUDED.attempt, created = EXCLUDED.created,"
+	    "  started = EXCLUDED.started, finished = EXCLUDED.finished,"
+	    "  worker = EXCLUDED.worker, exit_code = EXCLUDED.exit_code,"
+	    "  result = EXCLUDED.result, error = EXCLUDED.error, seen = true,"
+	    "  archived = now()") < 0)
+		return ledger_failed(a, queue);
+	if (b->nevents > 0 &&
+	    (ledger_copy(l, "copying events", "COPY archive_events FROM STDIN",
+	    &b->events) < 0 ||
+	    ledger_run(l, "inserting events",
+	    "INSERT INTO {S}.events (queue, job_id, ms, seq, attempt, type, data)"
+	    " SELECT queue, job_id, ms, seq, attempt, type, data::json"
+	    " FROM archive_events ON CONFLICT DO NOTHING") < 0))
+		return ledger_failed(a, queue);
+	if (ledger_run(l, "committing", "COMMIT") < 0)
+		return ledger_failed(a, queue);
+	return 0;
+}
+
+/* After the commit: acknowledge entries (n of them) and let the finished
+ * (or vanished) jobs of b be trimmed. *moved gets how many were. */
+static int
+settle(struct archiver *a, const struct keys *k, const char *queue,
+    const struct batch *b, const redisReply *const *entries, size_t n,
+    long *moved)
+{
+	size_t max = 3 + KEYS_SCRIPT + 3 + n + (b ? b->n : 0);
+	const char **argv = xcalloc(max, sizeof *argv);
+	size_t *lens = xcalloc(max, sizeof *lens);
+	char numkeys[16], count[24];
+	int argc, rc = 0;
+
+	script_argv(&script_archive, KEYS_SCRIPT, numkeys, argv, lens);
+	argc = 3 + keys_script_argv(k, argv + 3);
+	snprintf(count, sizeof count, "%zu", n);
+	argv[argc++] = k->base;
+	argv[argc++] = ARCHIVE_GROUP;
+	argv[argc++] = count;
+	for (size_t i = 0; i < n; i++)
+		argv[argc++] = entries[i]->element[0]->str;
+	for (size_t i = 0; b && i < b->n; i++) {
+		const redisReply *h = b->hashes[i];
+		const redisReply *st = h->elements ? field_of(h, "status") : NULL;
+		if (!st || ledger_final(st->str))
+			argv[argc++] = b->ids[i];
+	}
+	for (int i = 3; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	redisReply *r = script_call(a->redis, a->url, &script_archive, argc, argv, lens);
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+		rc = redis_failed(a, queue, "acknowledging the archive", r);
+	else
+		*moved = (long)r->element[1]->integer;
+	freeReplyObject(r);
+	free(argv);
+	free(lens);
+	return rc;
+}
+
+static void
+print_archived(struct archiver *a, const char *queue, const struct batch *b)
+{
+	jb_reset(a->out);
+	jb_obj_begin(a->out);
+	jb_kstr(a->out, "queue", queue);
+	jb_kstr(a->out, "action", "archived");
+	jb_kint(a->out, "jobs", (int64_t)b->n);
+	jb_kint(a->out, "finished", b->finished);
+	jb_kint(a->out, "events", b->nevents);
+	jb_obj_end(a->out);
+	print_line(a);
+}
+
+/* Archive the jobs of all, a->batch at a time; the entries (which named
+ * them) are acknowledged with the last part, even when there is none. */
+static int
+archive_ids(struct archiver *a, const struct keys *k, const char *queue,
+    const struct batch *all, const redisReply *const *entries, size_t nentries,
+    long *moved)
+{
+	struct batch part = {0};
+	size_t from = 0, to;
+	int rc = 0, last;
+
+	*moved = 0;
+	do {
+		long m = 0;
+		to = all->n - from > (size_t)a->batch ? from + (size_t)a->batch : all->n;
+		last = to == all->n;
+		for (size_t i = from; i < to; i++)
+			batch_add(&part, all->ids[i], strlen(all->ids[i]));
+		if (part.n > 0 && (rc = fetch_jobs(a, &part, k, queue)) == 0 &&
+		    (rc = write_batch(a, &part, queue)) == 0)
+			print_archived(a, queue, &part);
+		if (rc == 0)
+			rc = settle(a, k, queue, &part, entries, last ? nentries : 0, &m);
+		*moved += m;
+		batch_clear(&part);
+		from = to;
+	} while (!last && rc == 0);
+	batch_free(&part);
+	return rc;
+}
+
+/* The ids (space-separated) that the log entries name, into b. */
+static void
+collect_ids(struct batch *b, const redisReply *entries)
+{
+	for (size_t i = 0; i < entries->elements; i++) {
+		const redisReply *e = entries->element[i];
+		const redisReply *ids;
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[1]->type != REDIS_REPLY_ARRAY ||
+		    !(ids = field_of(e->element[1], "ids")))
+			continue; /* an entry capped away: nothing to read */
+		for (const char *p = ids->str; *p;) {
+			size_t n = strcspn(p, " ");
+			if (n > 0 && n <= ID_MAX && id_valid(p, n))
+				batch_add(b, p, n);
+			p += n + (p[n] == ' ');
+		}
+	}
+	batch_unique(b);
+}
+
+static int
+ensure_group(struct archiver *a, const struct keys *k, const char *queue)
+{
+	const char *argv[] = {"XGROUP", "CREATE", k->log, ARCHIVE_GROUP, "0",
+	    "MKSTREAM"};
+	redisReply *r = redisCommandArgv(a->redis, 6, argv, NULL);
+	int rc = 0;
+
+	if (!r || (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0))
+		rc = redis_failed(a, queue, "creating the archive's consumer group", r);
+	freeReplyObject(r);
+	return rc;
+}
+
+/* Read the log through the group: this consumer's pending entries first
+ * (from a run that was killed before it acknowledged), then new ones. */
+static int
+archive_log(struct archiver *a, const struct keys *k, const char *queue)
+{
+	char start[64] = "0";
+	int rc = 0;
+
+	while (rc == 0 && !*a->stop) {
+		const char *argv[] = {"XREADGROUP", "GROUP", ARCHIVE_GROUP,
+		    ARCHIVE_CONSUMER, "COUNT", LOG_READ_COUNT, "STREAMS", k->log, start};
+		redisReply *r = redisCommandArgv(a->redis, 9, argv, NULL);
+		const redisReply *entries;
+		struct batch ids = {0};
+		long moved;
+
+		if (!r || (r->type != REDIS_REPLY_ARRAY && r->type != REDIS_REPLY_NIL)) {
+			rc = redis_failed(a, queue, "reading the log for the archive", r);
+			freeReplyObject(r);
+			break;
+		}
+		if (r->type == REDIS_REPLY_NIL || r->elements == 0 ||
+		    (entries = r->element[0]->element[1])->elements == 0) {
+			freeReplyObject(r);
+			if (strcmp(start, ">") == 0)
+				break;
+			snprintf(start, sizeof start, ">"); /* pending done: new ones */
+			continue;
+		}
+		collect_ids(&ids, entries);
+		rc = archive_ids(a, k, queue, &ids, (const redisReply *const *)entries->element,
+		    entries->elements, &moved);
+		if (strcmp(start, ">") != 0)
+			snprintf(start, sizeof start, "%s",
+			    entries->element[entries->elements - 1]->element[0]->str);
+		batch_free(&ids);
+		freeReplyObject(r);
+	}
+	return rc;
+}
+
+/* Finished jobs whose log entry the archive never read (the log is capped):
+ * whatever still waits in the unarchived set once the log is read. */
+static int
+archive_leftovers(struct archiver *a, const struct keys *k, const char *queue)
+{
+	long offset = 0;
+	int rc = 0;
+
+	while (rc == 0 && !*a->stop) {
+		char from[24], to[24];
+		snprintf(from, sizeof from, "%ld", offset);
+		snprintf(to, sizeof to, "%ld", offset + a->batch - 1);
+		const char *argv[] = {"ZRANGE", k->unarchived, from, to};
+		redisReply *r = redisCommandArgv(a->redis, 4, argv, NULL);
+		struct batch ids = {0};
+		long moved = 0;
+
+		if (!r || r->type != REDIS_REPLY_ARRAY) {
+			rc = redis_failed(a, queue, "reading the unarchived jobs", r);
+			freeReplyObject(r);
+			break;
+		}
+		for (size_t i = 0; i < r->elements; i++)
+			batch_add(&ids, r->element[i]->str, r->element[i]->len);
+		size_t n = r->elements;
+		freeReplyObject(r);
+		if (n == 0) {
+			batch_free(&ids);
+			break;
+		}
+		rc = archive_ids(a, k, queue, &ids, NULL, 0, &moved);
+		batch_free(&ids);
+		offset += (long)n - moved; /* what stays was not finished after all */
+		if ((long)n < a->batch)
+			break;
+	}
+	return rc;
+}
+
+/* One sweeper archives a queue at a time: a second one would read a job's
+ * record before the first wrote a later one, and could write the older
+ * over it. Returns 1 when the queue's session lock is ours, 0 when another
+ * holds it, or ARCHIVE_LEDGER_FAILED. */
+static int
+lock_queue(struct archiver *a, const char *queue, int take)
+{
+	char name[QUEUE_MAX + 200];
+	const char *params[1] = {name};
+	PGresult *r;
+	int ours;
+
+	snprintf(name, sizeof name, "aq archive %s %s", a->ledger->schema, queue);
+	r = ledger_exec(a->ledger, take ? "taking the queue's archive lock" :
+	    "releasing the queue's archive lock", take ?
+	    "SELECT pg_try_advisory_lock(hashtext($1))" :
+	    "SELECT pg_advisory_unlock(hashtext($1))", 1, params);
+	if (!r)
+		return ledger_failed(a, queue);
+	ours = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	return ours;
+}
+
+int
+archive_queue(struct archiver *a, const char *queue)
+{
+	struct keys k;
+	int rc, lock;
+
+	keys_init(&k, a->prefix, queue);
+	if ((lock = lock_queue(a, queue, 1)) <= 0)
+		return lock; /* another sweeper is archiving it: its turn */
+	if ((rc = ensure_group(a, &k, queue)) == 0 &&
+	    (rc = archive_log(a, &k, queue)) == 0)
+		rc = archive_leftovers(a, &k, queue);
+	if (rc != ARCHIVE_LEDGER_FAILED && lock_queue(a, queue, 0) < 0)
+		return ARCHIVE_LEDGER_FAILED;
+	return rc;
+}
+
+/* ---- restore ---------------------------------------------------------- */
+
+static void
+print_restored(struct archiver *a, const char *queue, const char *id,
+    const redisReply *status)
+{
+	jb_reset(a->out);
+	jb_obj_begin(a->out);
+	jb_kstr(a->out, "queue", queue);
+	jb_kstr(a->out, "action", "restored");
+	jb_kstr(a->out, "id", id);
+	jb_key(a->out, "status");
+	jb_str(a->out, status->str, status->len);
+	jb_obj_end(a->out);
+	print_line(a);
+}
+
+/* Give restore.lua the candidates of r (rows of RESTORE_FIELDS columns). */
+static int
+restore_rows(struct archiver *a, const struct keys *k, const char *queue,
+    const PGresult *rows)
+{
+	int n = PQntuples(rows);
+	size_t max = 3 + KEYS_SCRIPT + 2 + (size_t)n * RESTORE_FIELDS;
+	const char **argv = xcalloc(max, sizeof *argv);
+	size_t *lens = xcalloc(max, sizeof *lens);
+	char numkeys[16];
+	int argc, rc = 0;
+
+	script_argv(&script_restore, KEYS_SCRIPT, numkeys, argv, lens);
+	argc = 3 + keys_script_argv(k, argv + 3);
+	for (int i = 3; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	argv[argc] = k->base;
+	lens[argc] = strlen(k->base);
+	argc++;
+	argv[argc] = LOG_CAP;
+	lens[argc] = strlen(LOG_CAP);
+	argc++;
+	for (int i = 0; i < n; i++)
+		for (int f = 0; f < RESTORE_FIELDS; f++, argc++) {
+			argv[argc] = PQgetvalue(rows, i, f);
+			lens[argc] = (size_t)PQgetlength(rows, i, f);
+		}
+	redisReply *r = script_call(a->redis, a->url, &script_restore, argc, argv, lens);
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
+		rc = redis_failed(a, queue, "restoring jobs from the ledger", r);
+	} else {
+		for (int i = 0; i < n; i++)
+			if (strcmp(r->element[i]->str, "exists") != 0)
+				print_restored(a, queue, PQgetvalue(rows, i, 0), r->element[i]);
+	}
+	freeReplyObject(r);
+	free(argv);
+	free(lens);
+	return rc;
+}
+
+#define RESTORE_COLUMNS \
+	"SELECT id, payload, status, attempt, max_attempts, priority," \
+	"  coalesce(timeout_ms::text, '')," \
+	"  coalesce(round(extract(epoch FROM run_at) * 1000)::bigint::text, '')," \
+	"  round(extract(epoch FROM created) * 1000)::bigint" \
+	" FROM {S}.jobs WHERE queue = $1" \
+	"  AND status NOT IN ('succeeded', 'failed', 'cancelled')"
+
+/* Every unfinished job of the ledger, in id order, a batch at a time. */
+static int
+restore_all(struct archiver *a, const struct keys *k, const char *queue)
+{
+	char after[ID_MAX + 1] = "", limit[24];
+	int rc = 0;
+
+	snprintf(limit, sizeof limit, "%ld", a->batch);
+	while (rc == 0 && !*a->stop) {
+		const char *params[] = {queue, after, limit};
+		PGresult *r = ledger_exec(a->ledger, "reading the unfinished jobs",
+		    RESTORE_COLUMNS " AND id > $2 ORDER BY id LIMIT $3", 3, params);
+		if (!r)
+			return ledger_failed(a, queue);
+		int n = PQntuples(r);
+		if (n > 0) {
+			rc = restore_rows(a, k, queue, r);
+			snprintf(after, sizeof after, "%s", PQgetvalue(r, n - 1, 0));
+		}
+		PQclear(r);
+		if (n < a->batch)
+			break;
+	}
+	return rc;
+}
+
+/* Unfinished jobs Redis never reported, enqueued restore_grace_ms ago or
+ * more: restored if Redis lacks them, and marked seen either way. */
+static int
+restore_unseen(struct archiver *a, const struct keys *k, const char *queue)
+{
+	char limit[24], grace[32];
+	int rc = 0;
+
+	snprintf(limit, sizeof limit, "%ld", a->batch);
+	snprintf(grace, sizeof grace, "%lld", a->restore_grace_ms);
+	while (rc == 0 && !*a->stop) {
+		const char *params[] = {queue, grace, limit};
+		PGresult *r = ledger_exec(a->ledger, "reading the jobs redis never reported",
+		    RESTORE_COLUMNS " AND NOT seen"
+		    "  AND enqueued <= now() - $2::bigint * interval '1 ms'"
+		    " ORDER BY enqueued LIMIT $3", 3, params);
+		if (!r)
+			return ledger_failed(a, queue);
+		int n = PQntuples(r);
+		if (n > 0 && (rc = restore_rows(a, k, queue, r)) == 0) {
+			struct jbuf arr = {0};
+			const char **ids = xcalloc((size_t)n, sizeof *ids);
+			for (int i = 0; i < n; i++)
+				ids[i] = PQgetvalue(r, i, 0);
+			ledger_text_array(&arr, (size_t)n, ids);
+			free(ids);
+			const char *up[] = {queue, arr.p};
+			PGresult *u = ledger_exec(a->ledger, "marking jobs seen",
+			    "UPDATE {S}.jobs SET seen = true WHERE queue = $1"
+			    " AND id = ANY($2::text[])", 2, up);
+			jb_free(&arr);
+			if (!u)
+				rc = ledger_failed(a, queue);
+			PQclear(u);
+		}
+		PQclear(r);
+		if (n < a->batch)
+			break;
+	}
+	return rc;
+}
+
+int
+restore_queue(struct archiver *a, const char *queue)
+{
+	struct keys k;
+	const char *get[] = {"GET", k.ledger};
+	int rc, lost;
+
+	keys_init(&k, a->prefix, queue);
+	get[1] = k.ledger;
+	redisReply *r = redisCommandArgv(a->redis, 2, get, NULL);
+	if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
+		rc = redis_failed(a, queue, "reading the ledger key", r);
+		freeReplyObject(r);
+		return rc;
+	}
+	lost = r->type == REDIS_REPLY_NIL || strcmp(r->str, a->run_id) != 0;
+	freeReplyObject(r);
+	if (!lost)
+		return restore_unseen(a, &k, queue);
+	if ((rc = restore_all(a, &k, queue)) < 0 || *a->stop)
+		return rc;
+	const char *set[] = {"SET", k.ledger, a->run_id};
+	const char *sadd[] = {"SADD", k.queues, queue};
+	r = redisCommandArgv(a->redis, 3, set, NULL);
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		rc = redis_failed(a, queue, "setting the ledger key", r);
+		freeReplyObject(r);
+		return rc;
+	}
+	freeReplyObject(r);
+	r = redisCommandArgv(a->redis, 3, sadd, NULL);
+	if (!r || r->type == REDIS_REPLY_ERROR)
+		rc = redis_failed(a, queue, "registering the queue", r);
+	freeReplyObject(r);
+	return rc;
+}
