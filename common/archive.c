@@ -15,6 +15,7 @@
 
 #define LOG_READ_COUNT "100"   /* log entries per read (each names many jobs) */
 #define EVENTS_PAGE 1000       /* event entries per XRANGE */
+#define EVENTS_PAGE_S "1000"
 #define RESTORE_FIELDS 9       /* per job, see restore.lua */
 
 /* The jobs of one batch, and what Redis holds of them. */
@@ -22,6 +23,9 @@ struct batch {
 	char **ids;
 	size_t n, cap;
 	redisReply **hashes;       /* HGETALL of each, NULL when not fetched */
+	char *final;               /* each one finished */
+	char *more;                /* ... and has more events than one page */
+	char (*after)[64];         /* ... after this one ("(ID") */
 	struct copybuf jobs, events;
 	long finished, nevents;
 };
@@ -153,7 +157,12 @@ batch_clear(struct batch *b)
 			freeReplyObject(b->hashes[i]);
 	}
 	free(b->hashes);
+	free(b->final);
+	free(b->more);
+	free(b->after);
 	b->hashes = NULL;
+	b->final = b->more = NULL;
+	b->after = NULL;
 	b->n = 0;
 	b->finished = b->nevents = 0;
 	copy_reset(&b->jobs);
@@ -281,31 +290,64 @@ event_row(struct batch *b, struct jbuf *tmp, const char *queue, const char *id,
 	b->nevents++;
 }
 
-/* The events of a finished job, page by page, into b. */
+/* The first page of events of each finished job of b, pipelined; a job with
+ * a full page has the rest read page by page. */
 static int
 fetch_events(struct archiver *a, struct batch *b, struct jbuf *tmp,
-    const struct keys *k, const char *queue, const char *id)
+    const struct keys *k, const char *queue)
 {
-	char key[KEY_MAX + ID_MAX], from[64] = "-";
+	char key[KEY_MAX + ID_MAX], from[64];
+	const char *what = "reading the events of finished jobs";
+	int rc = 0;
 
-	snprintf(key, sizeof key, "%sevents:%s", k->base, id);
-	for (;;) {
-		const char *argv[] = {"XRANGE", key, from, "+", "COUNT", "1000"};
-		redisReply *r = redisCommandArgv(a->redis, 6, argv, NULL);
-		if (!r || r->type != REDIS_REPLY_ARRAY) {
-			int rc = redis_failed(a, queue, "reading a job's events", r);
-			freeReplyObject(r);
-			return rc;
-		}
-		for (size_t i = 0; i < r->elements; i++)
-			event_row(b, tmp, queue, id, r->element[i]);
-		size_t n = r->elements;
-		if (n > 0)
-			snprintf(from, sizeof from, "(%s", r->element[n - 1]->element[0]->str);
-		freeReplyObject(r);
-		if (n < EVENTS_PAGE)
-			return 0;
+	for (size_t i = 0; i < b->n; i++) {
+		if (!b->final[i])
+			continue;
+		const char *argv[] = {"XRANGE", key, "-", "+", "COUNT", EVENTS_PAGE_S};
+		snprintf(key, sizeof key, "%sevents:%s", k->base, b->ids[i]);
+		if (redisAppendCommandArgv(a->redis, 6, argv, NULL) != REDIS_OK)
+			return redis_failed(a, queue, what, NULL);
 	}
+	for (size_t i = 0; i < b->n; i++) {
+		void *reply = NULL;
+		if (!b->final[i])
+			continue;
+		if (redisGetReply(a->redis, &reply) != REDIS_OK)
+			return redis_failed(a, queue, what, NULL);
+		redisReply *r = reply;
+		if (r->type != REDIS_REPLY_ARRAY) {
+			rc = redis_failed(a, queue, what, r);
+		} else {
+			for (size_t e = 0; e < r->elements && rc == 0; e++)
+				event_row(b, tmp, queue, b->ids[i], r->element[e]);
+			b->more[i] = r->elements == EVENTS_PAGE;
+			if (b->more[i])
+				snprintf(b->after[i], sizeof b->after[i], "(%s",
+				    r->element[r->elements - 1]->element[0]->str);
+		}
+		freeReplyObject(r);
+	}
+	for (size_t i = 0; i < b->n && rc == 0; i++) {
+		snprintf(key, sizeof key, "%sevents:%s", k->base, b->ids[i]);
+		while (b->more[i] && rc == 0) {
+			snprintf(from, sizeof from, "%s", b->after[i]);
+			const char *argv[] = {"XRANGE", key, from, "+", "COUNT", EVENTS_PAGE_S};
+			redisReply *r = redisCommandArgv(a->redis, 6, argv, NULL);
+			if (!r || r->type != REDIS_REPLY_ARRAY) {
+				rc = redis_failed(a, queue, what, r);
+				freeReplyObject(r);
+				break;
+			}
+			for (size_t e = 0; e < r->elements; e++)
+				event_row(b, tmp, queue, b->ids[i], r->element[e]);
+			b->more[i] = r->elements == EVENTS_PAGE;
+			if (b->more[i])
+				snprintf(b->after[i], sizeof b->after[i], "(%s",
+				    r->element[r->elements - 1]->element[0]->str);
+			freeReplyObject(r);
+		}
+	}
+	return rc;
 }
 
 /* HGETALL every job of b in one round trip; the events of the finished
@@ -319,6 +361,9 @@ fetch_jobs(struct archiver *a, struct batch *b, const struct keys *k,
 	int rc = 0;
 
 	b->hashes = xcalloc(b->n, sizeof *b->hashes);
+	b->final = xcalloc(b->n, sizeof *b->final);
+	b->more = xcalloc(b->n, sizeof *b->more);
+	b->after = xcalloc(b->n, sizeof *b->after);
 	for (size_t i = 0; i < b->n; i++) {
 		const char *argv[2] = {"HGETALL", key};
 		snprintf(key, sizeof key, "%s%s", k->job, b->ids[i]);
@@ -340,15 +385,18 @@ fetch_jobs(struct archiver *a, struct batch *b, const struct keys *k,
 			continue; /* gone: nothing to archive */
 		job_row(b, &tmp, queue, b->ids[i], h);
 		if (ledger_final(status->str)) {
+			b->final[i] = 1;
 			b->finished++;
-			rc = fetch_events(a, b, &tmp, k, queue, b->ids[i]);
 		}
 	}
+	if (rc == 0 && b->finished > 0)
+		rc = fetch_events(a, b, &tmp, k, queue);
 	jb_free(&tmp);
 	return rc;
 }
 
-/* Write b's rows in one transaction; upserts, so a replay changes nothing. */
+/* Write b's rows in one transaction; upserts, so a replay changes nothing.
+ * The ids of b are unique (batch_unique), as ON CONFLICT DO UPDATE wants. */
 static int
 write_batch(struct archiver *a, struct batch *b, const char *queue)
 {
@@ -361,7 +409,7 @@ write_batch(struct archiver *a, struct batch *b, const char *queue)
 	    "INSERT INTO {S}.jobs AS j (queue, id, status, payload, priority,"
 	    "  max_attempts, timeout_ms, run_at, attempt, created, started,"
 	    "  finished, worker, exit_code, result, error, seen, archived)"
-	    " SELECT DISTINCT ON (queue, id) queue, id, status, payload::json,"
+	    " SELECT queue, id, status, payload::json,"
 	    "  coalesce(priority, 0), coalesce(max_attempts, 1), timeout_ms,"
 	    "  to_timestamp(run_at / 1000.0), coalesce(attempt, 0),"
 	    "  coalesce(to_timestamp(created / 1000.0), now()),"
@@ -648,12 +696,49 @@ print_restored(struct archiver *a, const char *queue, const char *id,
 	print_line(a);
 }
 
-/* Give restore.lua the candidates of r (rows of RESTORE_FIELDS columns). */
+/* Which candidates of rows Redis lacks, by one pipelined EXISTS each: into
+ * missing[], their count returned; -1 when Redis failed. Most candidates
+ * are there (a first look at a queue, a restart with its data), and only
+ * the others need their payloads sent. */
+static int
+lacking(struct archiver *a, const struct keys *k, const char *queue,
+    const PGresult *rows, int *missing)
+{
+	char key[KEY_MAX + ID_MAX];
+	int n = PQntuples(rows), m = 0, rc = 0;
+
+	for (int i = 0; i < n; i++) {
+		const char *argv[2] = {"EXISTS", key};
+		snprintf(key, sizeof key, "%s%s", k->job, PQgetvalue(rows, i, 0));
+		if (redisAppendCommandArgv(a->redis, 2, argv, NULL) != REDIS_OK)
+			return redis_failed(a, queue, "looking for jobs to restore", NULL);
+	}
+	for (int i = 0; i < n; i++) {
+		void *reply = NULL;
+		if (redisGetReply(a->redis, &reply) != REDIS_OK)
+			return redis_failed(a, queue, "looking for jobs to restore", NULL);
+		redisReply *r = reply;
+		if (r->type != REDIS_REPLY_INTEGER)
+			rc = redis_failed(a, queue, "looking for jobs to restore", r);
+		else if (r->integer == 0)
+			missing[m++] = i;
+		freeReplyObject(r);
+	}
+	return rc < 0 ? rc : m;
+}
+
+/* Give restore.lua the candidates of rows (RESTORE_FIELDS columns each)
+ * that Redis lacks; it looks again, atomically. */
 static int
 restore_rows(struct archiver *a, const struct keys *k, const char *queue,
     const PGresult *rows)
 {
-	int n = PQntuples(rows);
+	int *missing = xcalloc((size_t)PQntuples(rows) + 1, sizeof *missing);
+	int n = lacking(a, k, queue, rows, missing);
+	if (n <= 0) {
+		free(missing);
+		return n < 0 ? n : 0;
+	}
 	size_t max = 3 + KEYS_SCRIPT + 2 + (size_t)n * RESTORE_FIELDS;
 	const char **argv = xcalloc(max, sizeof *argv);
 	size_t *lens = xcalloc(max, sizeof *lens);
@@ -672,8 +757,8 @@ restore_rows(struct archiver *a, const struct keys *k, const char *queue,
 	argc++;
 	for (int i = 0; i < n; i++)
 		for (int f = 0; f < RESTORE_FIELDS; f++, argc++) {
-			argv[argc] = PQgetvalue(rows, i, f);
-			lens[argc] = (size_t)PQgetlength(rows, i, f);
+			argv[argc] = PQgetvalue(rows, missing[i], f);
+			lens[argc] = (size_t)PQgetlength(rows, missing[i], f);
 		}
 	redisReply *r = script_call(a->redis, a->url, &script_restore, argc, argv, lens);
 	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
@@ -681,11 +766,13 @@ restore_rows(struct archiver *a, const struct keys *k, const char *queue,
 	} else {
 		for (int i = 0; i < n; i++)
 			if (strcmp(r->element[i]->str, "exists") != 0)
-				print_restored(a, queue, PQgetvalue(rows, i, 0), r->element[i]);
+				print_restored(a, queue, PQgetvalue(rows, missing[i], 0),
+				    r->element[i]);
 	}
 	freeReplyObject(r);
 	free(argv);
 	free(lens);
+	free(missing);
 	return rc;
 }
 
@@ -705,6 +792,10 @@ restore_all(struct archiver *a, const struct keys *k, const char *queue)
 	int rc = 0;
 
 	snprintf(limit, sizeof limit, "%ld", a->batch);
+	/* fresh statistics, or the planner may sort every job for each page
+	 * instead of walking the primary key (rare: after a restart) */
+	if (ledger_run(a->ledger, "analyzing the jobs", "ANALYZE {S}.jobs") < 0)
+		return ledger_failed(a, queue);
 	while (rc == 0 && !*a->stop) {
 		const char *params[] = {queue, after, limit};
 		PGresult *r = ledger_exec(a->ledger, "reading the unfinished jobs",

@@ -434,3 +434,17 @@ finished() {
 	assert_equal "$(jq -c '.postgres.reachable' report)" false
 	assert_output --partial "CRITICAL: postgresql ledger at postgresql://aq@/aq?host=$PG_DIR"
 }
+
+@test "archive: a job with more events than one read (2500) has every one archived, in order" {
+	aq-enqueue -q many --id big '{}' >/dev/null
+	aq-enqueue -q many --id small '{}' >/dev/null
+	aq-worker -q many --burst -- sh -c 'read p; if [ "$AQ_JOB_ID" = big ]; then seq 2500; else echo 1; fi' 2>/dev/null
+	run aq-sweep -q many
+	assert_success
+	assert_output --partial '"finished":2,"events":2501'
+	assert_equal "$(psql_aq "SELECT count(*), min(data::text), max(data::text::int) FROM aq.events WHERE job_id = 'big'")" '2500|1|2500'
+	aq-sweep -q many --retention 0 >/dev/null
+	run aq-subscribe -q many --job big
+	assert_success
+	assert_equal "$(jq -r 'select(.type == "stdout") | .data' <<<"$output" | paste -sd' ')" "$(seq 2500 | paste -sd' ')"
+}

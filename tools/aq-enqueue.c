@@ -22,6 +22,7 @@
 #include "waiter.h"
 
 #define BATCH_JOBS 200            /* jobs per script call */
+#define LEDGER_BATCH_JOBS 1000    /* with a ledger: a commit costs more */
 #define BATCH_BYTES (1 << 20)     /* or fewer when their payloads are large */
 #define PIPELINE_DEPTH 4          /* batches sent before a reply is awaited */
 #define ENQUEUE_KEYS 6
@@ -55,6 +56,7 @@ struct enqueuer {
 	struct ledger ledger;         /* with --database-url */
 	struct copybuf rows;          /* a batch's rows for the ledger */
 	char ledger_status[16];       /* "queued" or "delayed" */
+	size_t batch_jobs;            /* jobs per batch */
 	struct batch ring[PIPELINE_DEPTH + 1];
 	size_t oldest, inflight;      /* ring[oldest] is the oldest sent batch */
 	const char **argv;            /* scratch for building a call */
@@ -320,7 +322,8 @@ ledger_insert_keyed(struct enqueuer *e, struct batch *b, struct pending_job *j)
 	PQclear(r);
 }
 
-/* Generated ids are new: the batch goes in with one COPY, one commit. */
+/* Generated ids are new: the batch goes in with one COPY, one commit, two
+ * round trips. */
 static void
 ledger_copy_batch(struct enqueuer *e, struct batch *b)
 {
@@ -346,14 +349,11 @@ ledger_copy_batch(struct enqueuer *e, struct batch *b)
 			copy_null(&e->rows);
 		copy_row_end(&e->rows);
 	}
-	if (ledger_run(&e->ledger, "starting a transaction", "BEGIN") < 0 ||
-	    ledger_copy(&e->ledger, "copying the jobs", "COPY {S}.jobs (queue, id, "
+	/* one COPY is one transaction of its own: committed when it ends */
+	if (ledger_copy(&e->ledger, "copying the jobs", "COPY {S}.jobs (queue, id, "
 	    "status, payload, priority, max_attempts, timeout_ms, run_at) FROM STDIN",
-	    &e->rows) < 0 ||
-	    ledger_run(&e->ledger, "committing", "COMMIT") < 0) {
-		PQclear(PQexec(e->ledger.conn, "ROLLBACK"));
+	    &e->rows) < 0)
 		die_ledger(e, b);
-	}
 }
 
 /* Before Redis sees a batch, the ledger has committed it. */
@@ -386,6 +386,7 @@ open_ledger(struct enqueuer *e)
 		die(EX_UNAVAILABLE, "cannot use the postgresql ledger at %s: %s",
 		    e->ledger.shown, e->ledger.err);
 	PQclear(r);
+	e->batch_jobs = LEDGER_BATCH_JOBS;
 	/* what the ledger says until aq-sweep archives Redis's word on it */
 	snprintf(e->ledger_status, sizeof e->ledger_status, "%s",
 	    e->opt.delay_ms > 0 || e->opt.run_at_ms > ledger_now_ms() ? "delayed" : "queued");
@@ -442,7 +443,7 @@ add_job(struct enqueuer *e, const char *payload, size_t len, unsigned long linen
 		id = uuid;
 	}
 	if (!b->jobs)
-		b->jobs = xcalloc(BATCH_JOBS, sizeof *b->jobs);
+		b->jobs = xcalloc(LEDGER_BATCH_JOBS, sizeof *b->jobs);
 	j = &b->jobs[b->n++];
 	j->lineno = lineno;
 	j->ledger_dup[0] = '\0';
@@ -450,7 +451,7 @@ add_job(struct enqueuer *e, const char *payload, size_t len, unsigned long linen
 	j->id_off = arena_put(b, id, j->id_len);
 	j->payload_len = len;
 	j->payload_off = arena_put(b, payload, len);
-	if (b->n == BATCH_JOBS || b->len >= BATCH_BYTES)
+	if (b->n == e->batch_jobs || b->len >= BATCH_BYTES)
 		flush_filling(e);
 }
 
@@ -626,8 +627,8 @@ cleanup(struct enqueuer *e)
 int
 main(int argc, char **argv)
 {
-	static struct enqueuer e = {.wait_timeout_ms = -1};
-	size_t maxargs = 3 + ENQUEUE_KEYS + 8 + (size_t)BATCH_JOBS * FIELDS_PER_JOB;
+	static struct enqueuer e = {.wait_timeout_ms = -1, .batch_jobs = BATCH_JOBS};
+	size_t maxargs = 3 + ENQUEUE_KEYS + 8 + (size_t)LEDGER_BATCH_JOBS * FIELDS_PER_JOB;
 	int rc = 0;
 
 	log_init(argv[0]);
