@@ -13,6 +13,7 @@ BIN       ?= bin
 
 # The pkg-config packages the build needs, each with its Debian package.
 PKGS       = hiredis jansson libuv libpq
+LINK_PKGS  = hiredis jansson libuv  # libpq is loaded when used (common/pq.c)
 deb_hiredis = libhiredis-dev
 deb_libpq   = libpq-dev
 deb_jansson = libjansson-dev
@@ -23,9 +24,9 @@ deb_libuv   = libuv1-dev
 # before anything is compiled. A missing package stops the build naming it.
 pkg_missing = $(strip $(foreach p,$(PKGS),$(if $(shell $(PKG_CONFIG) --exists $(p) 2>/dev/null && echo y),,$(p))))
 pkg_query = $(if $(pkg_missing),$(error pkg-config ($(PKG_CONFIG)) does not find: $(pkg_missing); \
-    install $(foreach p,$(pkg_missing),$(deb_$(p))) or run `make deps`),$(shell $(PKG_CONFIG) $(1) $(PKGS)))
-PKG_CFLAGS = $(eval PKG_CFLAGS := $(call pkg_query,--cflags))$(PKG_CFLAGS)
-PKG_LIBS   = $(eval PKG_LIBS := $(call pkg_query,--libs))$(PKG_LIBS)
+    install $(foreach p,$(pkg_missing),$(deb_$(p))) or run `make deps`),$(shell $(PKG_CONFIG) $(1) $(2)))
+PKG_CFLAGS = $(eval PKG_CFLAGS := $(call pkg_query,--cflags,$(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $(call pkg_query,--libs,$(LINK_PKGS)) -ldl)$(PKG_LIBS)
 
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_DEFAULT_SOURCE \

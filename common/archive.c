@@ -53,7 +53,7 @@ ledger_failed(struct archiver *a, const char *queue)
 {
 	warnmsg("cannot archive queue %s in the postgresql ledger at %s: %s",
 	    queue, a->ledger->shown, a->ledger->err);
-	PQclear(PQexec(a->ledger->conn, "ROLLBACK"));
+	pq.clear(pq.exec(a->ledger->conn, "ROLLBACK"));
 	return ARCHIVE_LEDGER_FAILED;
 }
 
@@ -657,8 +657,8 @@ lock_queue(struct archiver *a, const char *queue, int take)
 	    "SELECT pg_advisory_unlock(hashtext($1))", 1, params);
 	if (!r)
 		return ledger_failed(a, queue);
-	ours = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-	PQclear(r);
+	ours = strcmp(pq.getvalue(r, 0, 0), "t") == 0;
+	pq.clear(r);
 	return ours;
 }
 
@@ -705,11 +705,11 @@ lacking(struct archiver *a, const struct keys *k, const char *queue,
     const PGresult *rows, int *missing)
 {
 	char key[KEY_MAX + ID_MAX];
-	int n = PQntuples(rows), m = 0, rc = 0;
+	int n = pq.ntuples(rows), m = 0, rc = 0;
 
 	for (int i = 0; i < n; i++) {
 		const char *argv[2] = {"EXISTS", key};
-		snprintf(key, sizeof key, "%s%s", k->job, PQgetvalue(rows, i, 0));
+		snprintf(key, sizeof key, "%s%s", k->job, pq.getvalue(rows, i, 0));
 		if (redisAppendCommandArgv(a->redis, 2, argv, NULL) != REDIS_OK)
 			return redis_failed(a, queue, "looking for jobs to restore", NULL);
 	}
@@ -733,7 +733,7 @@ static int
 restore_rows(struct archiver *a, const struct keys *k, const char *queue,
     const PGresult *rows)
 {
-	int *missing = xcalloc((size_t)PQntuples(rows) + 1, sizeof *missing);
+	int *missing = xcalloc((size_t)pq.ntuples(rows) + 1, sizeof *missing);
 	int n = lacking(a, k, queue, rows, missing);
 	if (n <= 0) {
 		free(missing);
@@ -757,8 +757,8 @@ restore_rows(struct archiver *a, const struct keys *k, const char *queue,
 	argc++;
 	for (int i = 0; i < n; i++)
 		for (int f = 0; f < RESTORE_FIELDS; f++, argc++) {
-			argv[argc] = PQgetvalue(rows, missing[i], f);
-			lens[argc] = (size_t)PQgetlength(rows, missing[i], f);
+			argv[argc] = pq.getvalue(rows, missing[i], f);
+			lens[argc] = (size_t)pq.getlength(rows, missing[i], f);
 		}
 	redisReply *r = script_call(a->redis, a->url, &script_restore, argc, argv, lens);
 	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
@@ -766,7 +766,7 @@ restore_rows(struct archiver *a, const struct keys *k, const char *queue,
 	} else {
 		for (int i = 0; i < n; i++)
 			if (strcmp(r->element[i]->str, "exists") != 0)
-				print_restored(a, queue, PQgetvalue(rows, missing[i], 0),
+				print_restored(a, queue, pq.getvalue(rows, missing[i], 0),
 				    r->element[i]);
 	}
 	freeReplyObject(r);
@@ -802,12 +802,12 @@ restore_all(struct archiver *a, const struct keys *k, const char *queue)
 		    RESTORE_COLUMNS " AND id > $2 ORDER BY id LIMIT $3", 3, params);
 		if (!r)
 			return ledger_failed(a, queue);
-		int n = PQntuples(r);
+		int n = pq.ntuples(r);
 		if (n > 0) {
 			rc = restore_rows(a, k, queue, r);
-			snprintf(after, sizeof after, "%s", PQgetvalue(r, n - 1, 0));
+			snprintf(after, sizeof after, "%s", pq.getvalue(r, n - 1, 0));
 		}
-		PQclear(r);
+		pq.clear(r);
 		if (n < a->batch)
 			break;
 	}
@@ -832,12 +832,12 @@ restore_unseen(struct archiver *a, const struct keys *k, const char *queue)
 		    " ORDER BY enqueued LIMIT $3", 3, params);
 		if (!r)
 			return ledger_failed(a, queue);
-		int n = PQntuples(r);
+		int n = pq.ntuples(r);
 		if (n > 0 && (rc = restore_rows(a, k, queue, r)) == 0) {
 			struct jbuf arr = {0};
 			const char **ids = xcalloc((size_t)n, sizeof *ids);
 			for (int i = 0; i < n; i++)
-				ids[i] = PQgetvalue(r, i, 0);
+				ids[i] = pq.getvalue(r, i, 0);
 			ledger_text_array(&arr, (size_t)n, ids);
 			free(ids);
 			const char *up[] = {queue, arr.p};
@@ -847,9 +847,9 @@ restore_unseen(struct archiver *a, const struct keys *k, const char *queue)
 			jb_free(&arr);
 			if (!u)
 				rc = ledger_failed(a, queue);
-			PQclear(u);
+			pq.clear(u);
 		}
-		PQclear(r);
+		pq.clear(r);
 		if (n < a->batch)
 			break;
 	}

@@ -57,7 +57,7 @@ int restore_queue(struct archiver *a, const char *queue);
 int archive_queue(struct archiver *a, const char *queue);
 
 /* archive_ledger_queues: the queues the ledger knows (a new reply-like
- * result the caller PQclear()s), or NULL (message printed). */
+ * result the caller pq.clear()s), or NULL (message printed). */
 PGresult *archive_ledger_queues(struct archiver *a);
 
 #endif

@@ -191,21 +191,49 @@ child_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Forgets not yet written: they ride along the next word to the keeper
+ * (each write wakes it: a context switch per job saved). */
+static char forgets[64 * 24];
+static size_t forgets_len;
+
+static void
+write_keeper(const char *msg, size_t n)
+{
+	if (keeper_fd >= 0 && write(keeper_fd, msg, n) != (ssize_t)n)
+		warnmsg("cannot write to the keeper process:");
+}
+
+void
+child_keeper_flush(void)
+{
+	if (forgets_len > 0)
+		write_keeper(forgets, forgets_len);
+	forgets_len = 0;
+}
+
 static void
 tell_keeper(char sign, pid_t pid, uint64_t deadline_ms)
 {
-	char msg[64];
-	int n = snprintf(msg, sizeof msg, "%c%d %llu\n", sign, (int)pid,
-	    (unsigned long long)deadline_ms);
+	char msg[sizeof forgets + 64];
+	size_t n = forgets_len;
 
-	if (keeper_fd >= 0 && write(keeper_fd, msg, (size_t)n) != n)
-		warnmsg("cannot tell the keeper process about handler %d:", (int)pid);
+	memcpy(msg, forgets, forgets_len);
+	n += (size_t)snprintf(msg + n, sizeof msg - n, "%c%d %llu\n", sign, (int)pid,
+	    (unsigned long long)deadline_ms);
+	forgets_len = 0;
+	write_keeper(msg, n);
 }
 
 void
 child_forget(pid_t pid)
 {
-	tell_keeper('-', pid, 0);
+	int n;
+
+	if (forgets_len + 24 > sizeof forgets)
+		child_keeper_flush();
+	n = snprintf(forgets + forgets_len, sizeof forgets - forgets_len, "-%d 0\n",
+	    (int)pid);
+	forgets_len += (size_t)n;
 }
 
 void

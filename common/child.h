@@ -37,8 +37,12 @@ int child_spawn(char *const argv[], char *const env[], uint64_t guard_ms,
  * ESRCH (nothing left) is not an error. */
 void child_signal_group(pid_t pid, int sig);
 
-/* child_forget: tell the keeper that the group of pid is gone. */
+/* child_forget: tell the keeper that the group of pid is gone: with the
+ * next word to it, or child_keeper_flush. */
 void child_forget(pid_t pid);
+
+/* child_keeper_flush: write the forgets held back. */
+void child_keeper_flush(void);
 
 /* child_guard: tell the keeper to kill the group of pid at deadline_ms
  * (child_now_ms clock) unless told a later one first: a worker that is

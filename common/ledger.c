@@ -128,8 +128,12 @@ ledger_describe(const char *conninfo, char *shown, size_t n, char *err,
     size_t errlen)
 {
 	char *why = NULL;
-	PQconninfoOption *opts = PQconninfoParse(conninfo, &why);
+	PQconninfoOption *opts;
 	const char *host, *port, *db, *user;
+
+	if (pq_load(err, errlen) < 0)
+		return -1;
+	opts = pq.conninfoParse(conninfo, &why);
 
 	if (!opts) {
 		/* libpq quotes the string, password and all: cut it off */
@@ -144,7 +148,7 @@ ledger_describe(const char *conninfo, char *shown, size_t n, char *err,
 		size_t len = strlen(err);
 		while (len > 0 && (err[len - 1] == '\n' || err[len - 1] == ' '))
 			err[--len] = '\0';
-		PQfreemem(why);
+		pq.freemem(why);
 		return -1;
 	}
 	host = option_of(opts, "host");
@@ -161,7 +165,7 @@ ledger_describe(const char *conninfo, char *shown, size_t n, char *err,
 		snprintf(shown, n, "postgresql://%s%s%s%s%s/%s", user ? user : "",
 		    user ? "@" : "", host ? host : "", port ? ":" : "", port ? port : "",
 		    db ? db : "");
-	PQconninfoFree(opts);
+	pq.conninfoFree(opts);
 	return 0;
 }
 
@@ -171,6 +175,8 @@ ledger_config(struct config *c)
 	char shown[320], err[512];
 
 	config_database(c);
+	if (c->database_url && pq_load(err, sizeof err) < 0)
+		die(EX_UNAVAILABLE, "%s", err);
 	if (c->database_url &&
 	    ledger_describe(c->database_url, shown, sizeof shown, err, sizeof err) < 0)
 		die(EX_USAGE, "%s (from %s)", err, c->database_from);
@@ -181,8 +187,8 @@ ledger_config(struct config *c)
 static void
 on_notice(void *arg, const PGresult *res)
 {
-	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
-	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *sev = pq.resultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *msg = pq.resultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 
 	(void)arg;
 	if (sev && strcmp(sev, "WARNING") == 0)
@@ -199,15 +205,15 @@ ledger_exec(struct ledger *l, const char *doing, const char *sql, int nparams,
 
 	if (expand(l, sql, text, sizeof text) < 0)
 		die(EX_SOFTWARE, "internal error: SQL of %s too long", doing);
-	r = nparams > 0 ? PQexecParams(l->conn, text, nparams, NULL, params, NULL,
-	    NULL, 0) : PQexec(l->conn, text);
-	st = PQresultStatus(r);
+	r = nparams > 0 ? pq.execParams(l->conn, text, nparams, NULL, params, NULL,
+	    NULL, 0) : pq.exec(l->conn, text);
+	st = pq.resultStatus(r);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 		return r;
-	set_error(l, doing, r ? PQresultErrorMessage(r) : PQerrorMessage(l->conn));
-	if (!r || !*PQresultErrorMessage(r))
-		set_error(l, doing, PQerrorMessage(l->conn));
-	PQclear(r);
+	set_error(l, doing, r ? pq.resultErrorMessage(r) : pq.errorMessage(l->conn));
+	if (!r || !*pq.resultErrorMessage(r))
+		set_error(l, doing, pq.errorMessage(l->conn));
+	pq.clear(r);
 	return NULL;
 }
 
@@ -216,14 +222,14 @@ ledger_run(struct ledger *l, const char *doing, const char *sql)
 {
 	PGresult *r = ledger_exec(l, doing, sql, 0, NULL);
 
-	PQclear(r);
+	pq.clear(r);
 	return r ? 0 : -1;
 }
 
 int
 ledger_alive(const struct ledger *l)
 {
-	return l->conn && PQstatus(l->conn) == CONNECTION_OK ? 0 : -1;
+	return l->conn && pq.status(l->conn) == CONNECTION_OK ? 0 : -1;
 }
 
 /* The version recorded in the schema: 0 when there is none yet, -1 on error. */
@@ -240,16 +246,16 @@ schema_version(struct ledger *l)
 	    1, params);
 	if (!r)
 		return -1;
-	v = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-	PQclear(r);
+	v = strcmp(pq.getvalue(r, 0, 0), "t") == 0;
+	pq.clear(r);
 	if (!v)
 		return 0;
 	r = ledger_exec(l, "reading the schema version",
 	    "SELECT coalesce(max(version), 0) FROM {S}.schema_version", 0, NULL);
 	if (!r)
 		return -1;
-	v = atoi(PQgetvalue(r, 0, 0));
-	PQclear(r);
+	v = atoi(pq.getvalue(r, 0, 0));
+	pq.clear(r);
 	return v;
 }
 
@@ -270,7 +276,7 @@ migrate(struct ledger *l)
 	    "SELECT pg_advisory_xact_lock(hashtext($1))", 1, params);
 	if (!r)
 		goto fail;
-	PQclear(r);
+	pq.clear(r);
 	if (ledger_run(l, "creating the schema",
 	    "CREATE SCHEMA IF NOT EXISTS {S};"
 	    "CREATE TABLE IF NOT EXISTS {S}.schema_version ("
@@ -290,11 +296,11 @@ migrate(struct ledger *l)
 		    "VALUES ($1)", 1, vp);
 		if (!r)
 			goto fail;
-		PQclear(r);
+		pq.clear(r);
 	}
 	return ledger_run(l, "committing the migration", "COMMIT");
 fail:
-	PQclear(PQexec(l->conn, "ROLLBACK"));
+	pq.clear(pq.exec(l->conn, "ROLLBACK"));
 	return -1;
 }
 
@@ -330,16 +336,16 @@ ledger_connect(struct ledger *l, const char *conninfo, int *code)
 	    sizeof l->err) < 0)
 		return -1;
 	*code = EX_UNAVAILABLE;
-	l->conn = PQconnectdbParams(keys, vals, 1);
+	l->conn = pq.connectdbParams(keys, vals, 1);
 	if (!l->conn) {
 		snprintf(l->err, sizeof l->err, "out of memory");
 		return -1;
 	}
-	if (PQstatus(l->conn) != CONNECTION_OK) {
-		set_error(l, NULL, PQerrorMessage(l->conn));
+	if (pq.status(l->conn) != CONNECTION_OK) {
+		set_error(l, NULL, pq.errorMessage(l->conn));
 		return -1;
 	}
-	PQsetNoticeReceiver(l->conn, on_notice, NULL);
+	pq.setNoticeReceiver(l->conn, on_notice, NULL);
 	return 0;
 }
 
@@ -350,14 +356,14 @@ ledger_open(struct ledger *l, const char *conninfo, const char *prefix, int *cod
 
 	if (ledger_connect(l, conninfo, code) < 0)
 		return -1;
-	quoted = PQescapeIdentifier(l->conn, prefix, strlen(prefix));
+	quoted = pq.escapeIdentifier(l->conn, prefix, strlen(prefix));
 	if (!quoted || strlen(quoted) >= sizeof l->schema) {
-		set_error(l, "quoting the schema name", PQerrorMessage(l->conn));
-		PQfreemem(quoted);
+		set_error(l, "quoting the schema name", pq.errorMessage(l->conn));
+		pq.freemem(quoted);
 		return -1;
 	}
 	snprintf(l->schema, sizeof l->schema, "%s", quoted);
-	PQfreemem(quoted);
+	pq.freemem(quoted);
 	return bring_schema_up_to_date(l);
 }
 
@@ -378,7 +384,7 @@ void
 ledger_close(struct ledger *l)
 {
 	if (l->conn)
-		PQfinish(l->conn);
+		pq.finish(l->conn);
 	l->conn = NULL;
 }
 
@@ -491,33 +497,33 @@ ledger_copy(struct ledger *l, const char *doing, const char *sql,
 
 	if (expand(l, sql, text, sizeof text) < 0)
 		die(EX_SOFTWARE, "internal error: SQL of %s too long", doing);
-	r = PQexec(l->conn, text);
-	if (PQresultStatus(r) != PGRES_COPY_IN) {
-		set_error(l, doing, r ? PQresultErrorMessage(r) : PQerrorMessage(l->conn));
-		PQclear(r);
+	r = pq.exec(l->conn, text);
+	if (pq.resultStatus(r) != PGRES_COPY_IN) {
+		set_error(l, doing, r ? pq.resultErrorMessage(r) : pq.errorMessage(l->conn));
+		pq.clear(r);
 		return -1;
 	}
-	PQclear(r);
+	pq.clear(r);
 	/* libpq buffers; one call per MiB keeps its buffer small */
 	for (size_t off = 0; off < b->len;) {
 		size_t n = b->len - off > (1 << 20) ? (1 << 20) : b->len - off;
-		if (PQputCopyData(l->conn, b->p + off, (int)n) != 1) {
-			set_error(l, doing, PQerrorMessage(l->conn));
+		if (pq.putCopyData(l->conn, b->p + off, (int)n) != 1) {
+			set_error(l, doing, pq.errorMessage(l->conn));
 			return -1;
 		}
 		off += n;
 	}
-	if (PQputCopyEnd(l->conn, NULL) != 1) {
-		set_error(l, doing, PQerrorMessage(l->conn));
+	if (pq.putCopyEnd(l->conn, NULL) != 1) {
+		set_error(l, doing, pq.errorMessage(l->conn));
 		return -1;
 	}
-	r = PQgetResult(l->conn);
-	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	r = pq.getResult(l->conn);
+	ok = pq.resultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok)
-		set_error(l, doing, r ? PQresultErrorMessage(r) : PQerrorMessage(l->conn));
-	PQclear(r);
-	while ((r = PQgetResult(l->conn)))
-		PQclear(r);
+		set_error(l, doing, r ? pq.resultErrorMessage(r) : pq.errorMessage(l->conn));
+	pq.clear(r);
+	while ((r = pq.getResult(l->conn)))
+		pq.clear(r);
 	return ok ? 0 : -1;
 }
 
@@ -569,11 +575,11 @@ ledger_write_record(struct jbuf *b, const PGresult *r, int row)
 	size_t lens[JOB_FIELDS];
 
 	for (int i = 0; i < JOB_FIELDS; i++) {
-		int null = PQgetisnull(r, row, i + 2);
-		values[i] = null ? NULL : PQgetvalue(r, row, i + 2);
-		lens[i] = null ? 0 : (size_t)PQgetlength(r, row, i + 2);
+		int null = pq.getisnull(r, row, i + 2);
+		values[i] = null ? NULL : pq.getvalue(r, row, i + 2);
+		lens[i] = null ? 0 : (size_t)pq.getlength(r, row, i + 2);
 	}
-	job_write_values(b, PQgetvalue(r, row, 1), PQgetvalue(r, row, 0), values, lens);
+	job_write_values(b, pq.getvalue(r, row, 1), pq.getvalue(r, row, 0), values, lens);
 }
 
 int64_t

@@ -4,7 +4,7 @@
 #ifndef AQ_LEDGER_H
 #define AQ_LEDGER_H
 
-#include <libpq-fe.h>
+#include "pq.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,7 +52,7 @@ void ledger_open_or_die(struct ledger *l, const char *conninfo,
 void ledger_close(struct ledger *l);
 
 /* ledger_exec: run sql (with {S} standing for the schema) with text
- * parameters. Returns the result, which the caller PQclear()s, when it
+ * parameters. Returns the result, which the caller pq.clear()s, when it
  * succeeded; NULL with "doing: reason" in l->err otherwise. */
 PGresult *ledger_exec(struct ledger *l, const char *doing, const char *sql,
     int nparams, const char *const *params);

@@ -1,5 +1,6 @@
-/* worker.c: the worker engine: slots running handlers on one libuv loop,
- * three Redis connections (commands, the blocking wait, cancel notices). */
+/* worker.c: the worker engine: slots running handlers on one libuv loop
+ * (a process per job, or with --lines one kept per slot), three Redis
+ * connections (commands, the blocking wait, cancel notices). */
 #define _GNU_SOURCE
 #include "worker.h"
 
@@ -13,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
+
+#include <jansson.h>
 
 #include "aredis.h"
 #include "child.h"
@@ -31,12 +34,19 @@
 #define BACKOFF_CAP_MS (3600 * 1000LL)
 #define SHUTDOWN_KILL_MS 2000
 #define HELD_MAX (8 << 20)
-#define DRAIN_MS 2000        /* output read after a handler's exit */   /* output kept while Redis is out of reach */
+#define DRAIN_MS 2000        /* output read after a handler's exit */
+#define FLUSH_MS 2            /* reports wait at most this for a batch */
+#define WORK_CALLS 2          /* work calls in flight: one runs in Redis while
+                               * the next is on its way */
+#define RESTART_MIN_MS 100   /* --lines: backoff of a handler that exits */
+#define RESTART_MAX_MS 10000
 
 enum stop_reason { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_SHUTDOWN, STOP_LEASE };
 
 /* An outcome waiting to be reported (by the next work call). */
 struct report {
+	uint64_t seq;               /* names it in the work call that sends it */
+	int sent;                   /* a work call carries it, unanswered yet */
 	char id[ID_MAX + 1];
 	char token[24];
 	const char *outcome;        /* succeeded failed retry cancelled requeue */
@@ -51,9 +61,18 @@ struct lines {
 	size_t len, cap;
 };
 
+/*
+ * A slot runs one job at a time. In exec mode its handler process is the
+ * job's: started for it, and the job ends when the process has exited and
+ * its pipes are closed. In line mode (--lines) the process is the slot's:
+ * started for its first job and kept; a job ends with the next line of its
+ * stdout, or with the process if it exits first (then it is started again
+ * for the next job, after a backoff when it was not stopped by the worker).
+ */
 struct slot {
 	struct worker *w;
-	int busy;
+	int index;
+	int busy;                   /* a job is in flight */
 	char id[ID_MAX + 1];
 	char token[24];
 	int attempt, max_attempts;
@@ -71,6 +90,8 @@ struct slot {
 	struct lines outl, errl;
 	char *last, *payload;       /* last stdout line: the result */
 	size_t last_len;
+	char *payload_in;           /* line mode: the job's, until delivered */
+	size_t payload_in_len;
 	char errtail[2 * ERROR_TAIL];
 	size_t errtail_len;
 	uv_timer_t timeout, kill, lease;
@@ -79,6 +100,28 @@ struct slot {
 	char env[5][ID_MAX + QUEUE_MAX + 64];
 	unsigned long dropped_events;
 	unsigned long event_calls;  /* numbers this job's event calls */
+	int up;                     /* line mode: the process runs, or its
+	                             * pipes are still open */
+	int crashes;                /* line mode: exits in a row, not asked for */
+	uint64_t restart_at;        /* line mode: not started again before */
+	int shutting;               /* line mode: stdin closed to end it */
+	uint64_t guarded;           /* the keeper kills the process then (0: never) */
+	uv_timer_t restart;
+};
+
+/*
+ * A job claimed ahead (--prefetch): leased in Redis, renewed with the
+ * others, started as soon as a slot frees up, so a slot never waits for a
+ * round trip to Redis between two jobs.
+ */
+struct ahead {
+	char id[ID_MAX + 1];
+	char token[24];
+	char *payload;
+	size_t payload_len;
+	int attempt, max_attempts;
+	int64_t timeout_ms;          /* -1: the worker's */
+	uint64_t renewed_at;         /* its lease runs from then */
 };
 
 struct held_call;
@@ -95,8 +138,12 @@ struct worker {
 	int running;                /* busy slots */
 	struct report *reports;
 	size_t nreports, capreports;
-	size_t reports_in_flight;
-	int work_in_flight, renew_in_flight, wait_in_flight;
+	struct ahead *ahead;         /* claimed, waiting for a slot */
+	size_t nahead;
+	int work_in_flight;         /* work calls sent, unanswered (WORK_CALLS at most) */
+	int claiming;               /* jobs those calls claim */
+	uint64_t report_seq;
+	int renew_in_flight, wait_in_flight;
 	uint64_t renew_sent_at;
 	long claimed;
 	int draining, forced, done;
@@ -105,7 +152,8 @@ struct worker {
 	int cmd_lost;               /* the command connection was lost ... */
 	int announce_leases;        /* ... so say what is still ours when back */
 	int give_up;                /* stop trying to report (Redis gone) */
-	uv_timer_t renew, grace;
+	uv_timer_t renew, grace, flush;
+	int flush_due;              /* reports waited FLUSH_MS: send them */
 	uv_signal_t sigterm, sigint, sighup, sigchld;
 	struct jbuf jb;
 	int exit_code;
@@ -113,6 +161,8 @@ struct worker {
 
 static void kick(struct worker *w);
 static void maybe_finish_worker(struct worker *w);
+static void start_ahead_jobs(struct worker *w);
+static int out_of_work(const struct worker *w);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -175,7 +225,7 @@ report_free(struct report *r)
 }
 
 static struct report *
-report_add(struct worker *w, const struct slot *s, const char *outcome)
+report_new(struct worker *w, const char *id, const char *token, const char *outcome)
 {
 	struct report *r;
 
@@ -185,24 +235,65 @@ report_add(struct worker *w, const struct slot *s, const char *outcome)
 	}
 	r = &w->reports[w->nreports++];
 	memset(r, 0, sizeof *r);
-	snprintf(r->id, sizeof r->id, "%s", s->id);
-	snprintf(r->token, sizeof r->token, "%s", s->token);
+	r->seq = ++w->report_seq;
+	snprintf(r->id, sizeof r->id, "%s", id);
+	snprintf(r->token, sizeof r->token, "%s", token);
 	r->outcome = outcome;
 	r->result = xstrdup("");
 	r->error = xstrdup("");
 	return r;
 }
 
-/* Drop the first n reports (they were applied, or are stale). */
-static void
-reports_shift(struct worker *w, size_t n)
+static struct report *
+report_add(struct worker *w, const struct slot *s, const char *outcome)
 {
-	if (n == 0)
-		return;
-	for (size_t i = 0; i < n; i++)
+	return report_new(w, s->id, s->token, outcome);
+}
+
+static struct report *
+report_by_seq(struct worker *w, uint64_t seq)
+{
+	for (size_t i = 0; i < w->nreports; i++)
+		if (w->reports[i].seq == seq)
+			return &w->reports[i];
+	return NULL;
+}
+
+/* Drop the reports that are not to be sent again (applied, or stale). */
+static void
+reports_drop(struct worker *w, const uint64_t *seqs, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < w->nreports; i++) {
+		int gone = 0;
+		for (size_t j = 0; j < n && !gone; j++)
+			gone = w->reports[i].seq == seqs[j];
+		if (gone)
+			report_free(&w->reports[i]);
+		else
+			w->reports[k++] = w->reports[i];
+	}
+	w->nreports = k;
+}
+
+static void
+reports_clear(struct worker *w)
+{
+	for (size_t i = 0; i < w->nreports; i++)
 		report_free(&w->reports[i]);
-	memmove(w->reports, w->reports + n, (w->nreports - n) * sizeof *w->reports);
-	w->nreports -= n;
+	w->nreports = 0;
+}
+
+/* The reports no work call in flight carries. */
+static size_t
+reports_unsent(const struct worker *w)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < w->nreports; i++)
+		n += !w->reports[i].sent;
+	return n;
 }
 
 /* ---- events: output lines of a handler -------------------------------- */
@@ -377,15 +468,26 @@ keep_error_tail(struct slot *s, const char *line, size_t n)
 	s->errtail[s->errtail_len++] = '\n';
 }
 
+static void line_answer(struct slot *s, const char *line, size_t n);
+
 static void
 take_line(struct slot *s, int is_err, char *line, size_t n, struct event_batch *b)
 {
 	if (n > 0 && line[n - 1] == '\r')
 		n--;
+	if (is_err && !s->busy) { /* line mode, between jobs */
+		fprintf(stderr, "%s: slot %d: %.*s\n", log_progname(), s->index,
+		    (int)n, line);
+		return;
+	}
 	if (is_err) {
 		fprintf(stderr, "%s: %.*s\n", s->id, (int)n, line);
 		keep_error_tail(s, line, n);
 		event_line(b, "stderr", line, n);
+		return;
+	}
+	if (s->w->o->lines) {
+		line_answer(s, line, n);
 		return;
 	}
 	free(s->last);
@@ -492,7 +594,8 @@ on_payload_written(uv_write_t *req, int status)
 	(void)status; /* EPIPE: the handler did not read its input; its business */
 	free(s->payload);
 	s->payload = NULL;
-	close_pipe(&s->in);
+	if (!s->w->o->lines)
+		close_pipe(&s->in); /* line mode: the next job's line comes */
 }
 
 static void
@@ -500,7 +603,7 @@ on_kill(uv_timer_t *t)
 {
 	struct slot *s = t->data;
 
-	if (s->busy && !s->exited) {
+	if ((s->busy || s->up) && !s->exited && s->child.pid > 0) {
 		child_signal_group(s->child.pid, SIGKILL);
 		s->killed = 1;
 	}
@@ -552,6 +655,26 @@ on_lease_deadline(uv_timer_t *t)
  * before that, and the keeper half a margin before, should the worker be
  * stopped or hung.
  */
+/*
+ * Tell the keeper to kill the handler of s at deadline unless it already
+ * will at or before it (never later than a lease allows, so that is safe),
+ * and not much before it (lease/3: the keeper must not end a job a live
+ * worker keeps renewing). In line mode most jobs need no word to the keeper:
+ * the process is guarded from its last job or its idle tick.
+ */
+static void
+guard(struct slot *s, uint64_t deadline)
+{
+	uint64_t slack = (uint64_t)s->w->o->lease_ms / 3;
+
+	if (s->child.pid <= 0 || s->exited)
+		return;
+	if (s->guarded && s->guarded <= deadline && s->guarded + slack >= deadline)
+		return;
+	child_guard(s->child.pid, deadline);
+	s->guarded = deadline;
+}
+
 static void
 slot_lease_renewed(struct slot *s, uint64_t sent_at)
 {
@@ -562,8 +685,7 @@ slot_lease_renewed(struct slot *s, uint64_t sent_at)
 
 	s->lease_deadline = deadline;
 	s->keeper_deadline = deadline + margin / 2;
-	if (s->child.pid > 0 && !s->exited)
-		child_guard(s->child.pid, s->keeper_deadline);
+	guard(s, s->keeper_deadline);
 	uv_timer_start(&s->lease, on_lease_deadline, deadline > now ? deadline - now : 0, 0);
 }
 
@@ -572,11 +694,17 @@ slot_env(struct slot *s, char *env[6])
 {
 	const struct worker *w = s->w;
 
-	snprintf(s->env[0], sizeof s->env[0], "AQ_JOB_ID=%s", s->id);
-	snprintf(s->env[1], sizeof s->env[1], "AQ_QUEUE=%s", w->o->cfg->queue);
-	snprintf(s->env[2], sizeof s->env[2], "AQ_ATTEMPT=%d", s->attempt);
-	snprintf(s->env[3], sizeof s->env[3], "AQ_MAX_ATTEMPTS=%d", s->max_attempts);
-	snprintf(s->env[4], sizeof s->env[4], "AQ_WORKER_ID=%s", w->o->worker_id);
+	snprintf(s->env[0], sizeof s->env[0], "AQ_QUEUE=%s", w->o->cfg->queue);
+	snprintf(s->env[1], sizeof s->env[1], "AQ_WORKER_ID=%s", w->o->worker_id);
+	if (w->o->lines) { /* the process outlives its jobs: no job's own */
+		snprintf(s->env[2], sizeof s->env[2], "AQ_SLOT=%d", s->index);
+		env[0] = s->env[0], env[1] = s->env[1], env[2] = s->env[2];
+		env[3] = NULL;
+		return;
+	}
+	snprintf(s->env[2], sizeof s->env[2], "AQ_JOB_ID=%s", s->id);
+	snprintf(s->env[3], sizeof s->env[3], "AQ_ATTEMPT=%d", s->attempt);
+	snprintf(s->env[4], sizeof s->env[4], "AQ_MAX_ATTEMPTS=%d", s->max_attempts);
 	for (int i = 0; i < 5; i++)
 		env[i] = s->env[i];
 	env[5] = NULL;
@@ -593,50 +721,115 @@ open_pipe(struct slot *s, uv_pipe_t *p, int fd, int readable)
 		uv_read_start((uv_stream_t *)p, on_alloc, on_read);
 }
 
-static void
-slot_start(struct slot *s, redisReply **job, uint64_t claimed_at)
+/* Start the handler process of s; its stdin stays open in line mode.
+ * Returns 0, or -1 with s->exec_errno set (the command could not be run). */
+static int
+start_process(struct slot *s)
 {
 	struct worker *w = s->w;
 	char *env[6];
 
 	memset(&s->child, 0, sizeof s->child);
-	snprintf(s->id, sizeof s->id, "%.*s", (int)job[0]->len, job[0]->str);
-	snprintf(s->token, sizeof s->token, "%.*s", (int)job[5]->len, job[5]->str);
-	s->attempt = (int)job[2]->integer;
-	s->max_attempts = atoi(job[3]->str ? job[3]->str : "1");
-	s->timeout_ms = job[4]->len ? atoll(job[4]->str) : w->o->timeout_ms;
+	s->exited = s->killed = s->shutting = 0;
+	slot_env(s, env);
+	s->guarded = s->busy ? s->keeper_deadline : 0;
+	if (child_spawn(w->o->argv, env, s->guarded, &s->child) < 0) {
+		s->exec_errno = errno;
+		s->exited = 1;
+		return -1;
+	}
+	open_pipe(s, &s->in, s->child.in, 0);
+	open_pipe(s, &s->out, s->child.out, 1);
+	open_pipe(s, &s->err, s->child.err, 1);
+	s->up = w->o->lines;
+	return 0;
+}
+
+/* Write the payload of s as one line to its handler's stdin. */
+static void
+send_payload(struct slot *s, const char *payload, size_t n)
+{
+	s->payload = xmalloc(n + 1);
+	memcpy(s->payload, payload, n);
+	s->payload[n] = '\n';
+	s->wbuf = uv_buf_init(s->payload, (unsigned)n + 1);
+	s->write.data = s;
+	if (uv_write(&s->write, (uv_stream_t *)&s->in, &s->wbuf, 1,
+	    on_payload_written) < 0) {
+		free(s->payload);
+		s->payload = NULL;
+		if (!s->w->o->lines)
+			close_pipe(&s->in);
+	}
+}
+
+static void line_deliver(struct slot *s);
+
+static void
+on_restart_due(uv_timer_t *t)
+{
+	line_deliver(t->data);
+}
+
+/* Line mode: hand the job of s to the slot's process, starting it first
+ * when it is not running (after its backoff, when it exited on its own). */
+static void
+line_deliver(struct slot *s)
+{
+	uint64_t now = child_now_ms();
+
+	if (!s->busy)
+		return;
+	if (!s->up) {
+		if (now < s->restart_at) {
+			uv_timer_start(&s->restart, on_restart_due, s->restart_at - now, 0);
+			return;
+		}
+		if (start_process(s) < 0) {
+			slot_maybe_complete(s);
+			return;
+		}
+	}
+	send_payload(s, s->payload_in, s->payload_in_len);
+}
+
+static void
+slot_start(struct slot *s, const char *id, const char *token, const char *payload,
+    size_t payload_len, int attempt, int max_attempts, int64_t timeout_ms,
+    uint64_t claimed_at)
+{
+	struct worker *w = s->w;
+
+	snprintf(s->id, sizeof s->id, "%s", id);
+	snprintf(s->token, sizeof s->token, "%s", token);
+	s->attempt = attempt;
+	s->max_attempts = max_attempts;
+	s->timeout_ms = timeout_ms >= 0 ? timeout_ms : w->o->timeout_ms;
 	s->busy = 1;
-	s->exited = s->killed = s->lost = 0;
+	s->lost = 0;
 	s->stop = STOP_NONE;
 	s->exec_errno = 0;
 	s->errtail_len = 0;
 	s->dropped_events = 0;
 	s->event_calls = 0;
 	w->running++;
+	if (!w->o->lines)
+		memset(&s->child, 0, sizeof s->child);
 	slot_lease_renewed(s, claimed_at);
-	slot_env(s, env);
-	if (child_spawn(w->o->argv, env, s->keeper_deadline, &s->child) < 0) {
-		s->exec_errno = errno;
-		s->exited = 1;
+	if (s->timeout_ms > 0)
+		uv_timer_start(&s->timeout, on_timeout_fired, (uint64_t)s->timeout_ms, 0);
+	if (w->o->lines) {
+		free(s->payload_in);
+		s->payload_in = xstrndup(payload, payload_len);
+		s->payload_in_len = payload_len;
+		line_deliver(s);
+		return;
+	}
+	if (start_process(s) < 0) {
 		slot_maybe_complete(s);
 		return;
 	}
-	open_pipe(s, &s->in, s->child.in, 0);
-	open_pipe(s, &s->out, s->child.out, 1);
-	open_pipe(s, &s->err, s->child.err, 1);
-	s->payload = xmalloc(job[1]->len + 1);
-	memcpy(s->payload, job[1]->str, job[1]->len);
-	s->payload[job[1]->len] = '\n';
-	s->wbuf = uv_buf_init(s->payload, (unsigned)job[1]->len + 1);
-	s->write.data = s;
-	if (uv_write(&s->write, (uv_stream_t *)&s->in, &s->wbuf, 1,
-	    on_payload_written) < 0) {
-		free(s->payload);
-		s->payload = NULL;
-		close_pipe(&s->in);
-	}
-	if (s->timeout_ms > 0)
-		uv_timer_start(&s->timeout, on_timeout_fired, (uint64_t)s->timeout_ms, 0);
+	send_payload(s, payload, payload_len);
 }
 
 /* Describe how the handler ended, for `error`. */
@@ -653,16 +846,22 @@ describe_end(const struct slot *s, char *buf, size_t len)
 	else if (WIFSIGNALED(s->status))
 		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(s->status),
 		    strsignal(WTERMSIG(s->status)));
+	else if (s->w->o->lines)
+		snprintf(buf, len, "its handler exited with status %d before it "
+		    "answered", WEXITSTATUS(s->status));
 	else
 		snprintf(buf, len, "exited with status %d", WEXITSTATUS(s->status));
 }
 
+/* The outcome of a job whose handler process ended (exec mode: it always
+ * does; line mode: it exited or was stopped before answering, so even
+ * status 0 is no answer). */
 static const char *
 decide_outcome(const struct slot *s)
 {
 	int code = !s->exec_errno && WIFEXITED(s->status) ? WEXITSTATUS(s->status) : -1;
 
-	if (code == 0 && s->stop != STOP_TIMEOUT)
+	if (code == 0 && s->stop != STOP_TIMEOUT && !s->w->o->lines)
 		return "succeeded";
 	if (s->stop == STOP_SHUTDOWN)
 		return "requeue";
@@ -673,27 +872,21 @@ decide_outcome(const struct slot *s)
 	return "failed";
 }
 
+/* Report a job that did not succeed: its outcome, why (then the tail of
+ * its stderr), and a retry's delay; out of attempts, a retry fails. */
 static void
-slot_report(struct slot *s)
+report_failure(struct slot *s, const char *outcome, const char *why,
+    const char *exit_code)
 {
 	struct worker *w = s->w;
-	const char *outcome = decide_outcome(s);
 	struct report *r = report_add(w, s, outcome);
-	char why[512];
+	size_t n = strlen(why) + s->errtail_len + 2;
 
-	if (!s->exec_errno && WIFEXITED(s->status))
-		snprintf(r->exit_code, sizeof r->exit_code, "%d", WEXITSTATUS(s->status));
-	if (strcmp(outcome, "succeeded") == 0) {
-		free(r->result);
-		r->result = s->last ? json_or_string(s->last, s->last_len) : xstrdup("null");
-		return;
-	}
-	describe_end(s, why, sizeof why);
+	snprintf(r->exit_code, sizeof r->exit_code, "%s", exit_code);
 	free(r->error);
-	r->error = xmalloc(strlen(why) + s->errtail_len + 2);
-	snprintf(r->error, strlen(why) + s->errtail_len + 2, "%s%s%.*s", why,
-	    s->errtail_len ? "\n" : "", (int)(s->errtail_len ? s->errtail_len - 1 : 0),
-	    s->errtail);
+	r->error = xmalloc(n);
+	snprintf(r->error, n, "%s%s%.*s", why, s->errtail_len ? "\n" : "",
+	    (int)(s->errtail_len ? s->errtail_len - 1 : 0), s->errtail);
 	if (strcmp(outcome, "retry") == 0)
 		snprintf(r->delay, sizeof r->delay, "%lld",
 		    (long long)retry_delay(w, s->attempt));
@@ -705,31 +898,144 @@ slot_report(struct slot *s)
 }
 
 static void
-slot_maybe_complete(struct slot *s)
+slot_report(struct slot *s)
+{
+	const char *outcome = decide_outcome(s);
+	char why[512], code[8] = "";
+
+	if (!s->exec_errno && WIFEXITED(s->status))
+		snprintf(code, sizeof code, "%d", WEXITSTATUS(s->status));
+	if (strcmp(outcome, "succeeded") == 0) {
+		struct report *r = report_add(s->w, s, outcome);
+		snprintf(r->exit_code, sizeof r->exit_code, "%s", code);
+		free(r->result);
+		r->result = s->last ? json_or_string(s->last, s->last_len) : xstrdup("null");
+		return;
+	}
+	describe_end(s, why, sizeof why);
+	report_failure(s, outcome, why, code);
+}
+
+/* The job of s is over (reported, or its lease lost): free the slot. */
+static void
+slot_job_done(struct slot *s)
 {
 	struct worker *w = s->w;
 
-	if (!s->busy || !s->exited || s->open_handles > 0)
-		return;
 	uv_timer_stop(&s->timeout);
 	uv_timer_stop(&s->kill);
 	uv_timer_stop(&s->lease);
+	uv_timer_stop(&s->restart);
 	if (s->dropped_events)
 		warnmsg("job %s: %lu output lines were not recorded: redis was "
 		    "out of reach for longer than %d MiB of output", s->id,
 		    s->dropped_events, HELD_MAX >> 20);
+	free(s->last);
+	s->last = NULL;
+	s->busy = 0;
+	w->running--;
+	start_ahead_jobs(w);
+	kick(w);
+}
+
+/*
+ * Line mode: the line that answers the job of s. A JSON object with
+ * "aq_status": "failed" (no retry) or "retry" fails the attempt, with its
+ * "error" as the error; any other line is the result.
+ */
+static void
+line_answer(struct slot *s, const char *line, size_t n)
+{
+	json_t *doc = NULL, *st;
+	const char *status;
+
+	if (!s->busy || s->stop != STOP_NONE) {
+		warnmsg("slot %d: its handler wrote a line with no job waiting "
+		    "for it; dropped: %.*s", s->index, n > 200 ? 200 : (int)n, line);
+		return;
+	}
+	s->crashes = 0;
+	if (n > 0 && line[0] == '{' && memmem(line, n, "\"aq_status\"", 11) &&
+	    (doc = json_loadb(line, n, 0, NULL)) && json_is_object(doc) &&
+	    (st = json_object_get(doc, "aq_status")) && json_is_string(st) &&
+	    (strcmp(status = json_string_value(st), "failed") == 0 ||
+	    strcmp(status, "retry") == 0)) {
+		json_t *e = json_object_get(doc, "error");
+		char why[512];
+		snprintf(why, sizeof why, "%s", json_is_string(e) ? json_string_value(e) :
+		    "its handler answered aq_status failed");
+		if (!s->lost) /* the outcome as a string of ours: doc goes */
+			report_failure(s, strcmp(status, "retry") == 0 ? "retry" :
+			    "failed", why, "");
+	} else if (!s->lost) {
+		struct report *r = report_add(s->w, s, "succeeded");
+		free(r->result);
+		r->result = json_or_string(line, n);
+	}
+	json_decref(doc);
+	slot_job_done(s);
+}
+
+/* Line mode: the process of s is gone (exited, pipes closed). Its next
+ * start waits for a backoff unless the worker stopped it. */
+static void
+line_process_down(struct slot *s)
+{
+	int asked = s->stop != STOP_NONE || s->shutting || s->w->draining;
+	int64_t delay = 0;
+
+	s->up = 0;
+	uv_timer_stop(&s->kill); /* the drain's or the shutdown's: it is over */
+	if (!asked && !s->exec_errno) {
+		s->crashes++;
+		delay = RESTART_MIN_MS;
+		for (int i = 1; i < s->crashes && delay < RESTART_MAX_MS; i++)
+			delay *= 2;
+		if (delay > RESTART_MAX_MS)
+			delay = RESTART_MAX_MS;
+		if (!s->busy)
+			warnmsg("slot %d: its handler %s; starting it again for the "
+			    "next job in %lld ms", s->index, WIFSIGNALED(s->status) ?
+			    strsignal(WTERMSIG(s->status)) : "exited",
+			    (long long)delay);
+	}
+	s->restart_at = child_now_ms() + (uint64_t)delay;
+	lines_free(&s->outl);
+	lines_free(&s->errl);
+}
+
+static void
+slot_maybe_complete(struct slot *s)
+{
+	struct worker *w = s->w;
+
+	if (!s->exited || s->open_handles > 0)
+		return;
+	if (w->o->lines && (s->up || s->exec_errno)) {
+		int busy = s->busy;
+		line_process_down(s);
+		if (busy && s->lost)
+			warnmsg("job %s: its lease was lost; its outcome is not "
+			    "reported (the job will be recovered)", s->id);
+		else if (busy)
+			slot_report(s);
+		s->exec_errno = 0;
+		if (busy)
+			slot_job_done(s);
+		else
+			kick(w);
+		return;
+	}
+	if (!s->busy || w->o->lines)
+		return;
 	if (!s->lost)
 		slot_report(s);
 	else
 		warnmsg("job %s: its lease was lost; its outcome is not reported "
 		    "(the job will be recovered)", s->id);
-	free(s->last);
-	s->last = NULL;
 	lines_free(&s->outl);
 	lines_free(&s->errl);
-	s->busy = 0;
-	w->running--;
-	kick(w);
+	slot_job_done(s);
 }
 
 /* The handler exited, but something outside its process group (a daemon it
@@ -739,10 +1045,14 @@ on_drain_over(uv_timer_t *t)
 {
 	struct slot *s = t->data;
 
-	if (!s->busy || s->open_handles == 0)
+	if ((!s->busy && !s->up) || s->open_handles == 0)
 		return;
-	warnmsg("job %s: its handler exited but a process it left behind still "
-	    "holds its output open; not reading it any longer", s->id);
+	if (s->busy)
+		warnmsg("job %s: its handler exited but a process it left behind "
+		    "still holds its output open; not reading it any longer", s->id);
+	else
+		warnmsg("slot %d: its handler exited but a process it left behind "
+		    "still holds its output open; not reading it any longer", s->index);
 	close_pipe(&s->out);
 	close_pipe(&s->err);
 	close_pipe(&s->in);
@@ -751,9 +1061,11 @@ on_drain_over(uv_timer_t *t)
 static struct slot *
 slot_by_pid(struct worker *w, pid_t pid)
 {
-	for (int i = 0; i < w->o->concurrency; i++)
-		if (w->slots[i].busy && !w->slots[i].exited && w->slots[i].child.pid == pid)
+	for (int i = 0; i < w->o->concurrency; i++) {
+		const struct slot *s = &w->slots[i];
+		if ((s->busy || s->up) && !s->exited && s->child.pid == pid)
 			return &w->slots[i];
+	}
 	return NULL;
 }
 
@@ -801,12 +1113,15 @@ free_slots(const struct worker *w)
 static int
 claim_budget(const struct worker *w)
 {
-	long n = free_slots(w);
+	long n = free_slots(w) + w->o->prefetch - (long)w->nahead - w->claiming;
 
 	if (w->draining || w->done || w->burst_idle)
 		return 0;
-	if (w->o->max_jobs > 0 && w->o->max_jobs - w->claimed < n)
-		n = w->o->max_jobs - w->claimed;
+	long left = w->o->max_jobs - w->claimed - (long)w->nahead - w->claiming;
+	if (w->o->max_jobs > 0 && left < n)
+		n = left;
+	if (n < 0)
+		n = 0;
 	return (int)n;
 }
 
@@ -824,31 +1139,88 @@ static void start_wait(struct worker *w, long long next_due, long long now);
 struct work_call {
 	struct worker *w;
 	uint64_t sent_at;
+	uint64_t *seqs;             /* the reports it carries */
 	size_t nreports;
 	int k;
 };
 
 static void
-apply_verdicts(struct worker *w, const redisReply *verdicts, size_t n)
+free_work_call(struct work_call *c)
 {
-	for (size_t i = 0; i < n && i < verdicts->elements; i++)
-		if (strcmp(verdicts->element[i]->str, "stale") == 0)
-			warnmsg("job %s: its lease was taken over before this worker "
-			    "reported it; the outcome (%s) was dropped", w->reports[i].id,
-			    w->reports[i].outcome);
-	reports_shift(w, n);
+	free(c->seqs);
+	free(c);
 }
 
 static void
+apply_verdicts(struct worker *w, const struct work_call *c, const redisReply *verdicts)
+{
+	for (size_t i = 0; i < c->nreports && i < verdicts->elements; i++) {
+		const struct report *r = report_by_seq(w, c->seqs[i]);
+		if (r && strcmp(verdicts->element[i]->str, "stale") == 0)
+			warnmsg("job %s: its lease was taken over before this worker "
+			    "reported it; the outcome (%s) was dropped", r->id, r->outcome);
+	}
+	reports_drop(w, c->seqs, c->nreports);
+}
+
+static void
+start_ahead(struct slot *s, struct ahead *a)
+{
+	s->w->claimed++;
+	slot_start(s, a->id, a->token, a->payload, a->payload_len, a->attempt,
+	    a->max_attempts, a->timeout_ms, a->renewed_at);
+	free(a->payload);
+}
+
+/* Start the jobs claimed ahead on the free slots, oldest first. */
+static void
+start_ahead_jobs(struct worker *w)
+{
+	size_t k = 0;
+	struct slot *s;
+
+	while (k < w->nahead && (s = free_slot(w)))
+		start_ahead(s, &w->ahead[k++]);
+	memmove(w->ahead, w->ahead + k, (w->nahead - k) * sizeof *w->ahead);
+	w->nahead -= k;
+}
+
+/* The claimed jobs of a work reply: each 6 values (id, payload, attempt,
+ * max_attempts, timeout ms or '', lease token) go behind those claimed
+ * ahead, then as many as there are free slots start. */
+static void
 start_claimed(struct worker *w, const redisReply *claimed, uint64_t sent_at)
 {
+	size_t n = claimed->elements / 6;
+
+	w->ahead = xrealloc(w->ahead, (w->nahead + n + 1) * sizeof *w->ahead);
 	for (size_t i = 0; i + 5 < claimed->elements; i += 6) {
-		struct slot *s = free_slot(w);
-		if (!s)
-			break; /* cannot happen: k was the number of free slots */
-		w->claimed++;
-		slot_start(s, claimed->element + i, sent_at);
+		redisReply **job = claimed->element + i;
+		struct ahead *a = &w->ahead[w->nahead++];
+		snprintf(a->id, sizeof a->id, "%.*s", (int)job[0]->len, job[0]->str);
+		snprintf(a->token, sizeof a->token, "%.*s", (int)job[5]->len, job[5]->str);
+		a->payload = xstrndup(job[1]->str, job[1]->len);
+		a->payload_len = job[1]->len;
+		a->attempt = (int)job[2]->integer;
+		a->max_attempts = atoi(job[3]->str ? job[3]->str : "1");
+		a->timeout_ms = job[4]->len ? atoll(job[4]->str) : -1;
+		a->renewed_at = sent_at;
 	}
+	start_ahead_jobs(w);
+}
+
+/* Jobs claimed ahead that will not run here (a shutdown): back on the
+ * queue with the next work call, their attempt not counted. */
+static void
+requeue_ahead(struct worker *w)
+{
+	for (size_t i = 0; i < w->nahead; i++) {
+		struct report *r = report_new(w, w->ahead[i].id, w->ahead[i].token,
+		    "requeue");
+		(void)r;
+		free(w->ahead[i].payload);
+	}
+	w->nahead = 0;
 }
 
 static void
@@ -859,29 +1231,40 @@ on_work_reply(redisAsyncContext *ac, void *reply, void *priv)
 	redisReply *r = reply;
 
 	(void)ac;
-	w->work_in_flight = 0;
+	if (w->work_in_flight > 0)
+		w->work_in_flight--;
+	w->claiming -= call->k;
+	if (w->claiming < 0)
+		w->claiming = 0;
 	if (!aredis_usable(&w->cmd, r, "the work script") || r->type != REDIS_REPLY_ARRAY ||
 	    r->elements != 4) {
-		free(call);
-		return; /* reports stay pending; retried when the connection is back */
+		/* its reports stay, to be sent again (when the connection is back) */
+		for (size_t i = 0; i < call->nreports; i++) {
+			struct report *rep = report_by_seq(w, call->seqs[i]);
+			if (rep)
+				rep->sent = 0;
+		}
+		free_work_call(call);
+		return;
 	}
-	apply_verdicts(w, r->element[0], call->nreports);
+	apply_verdicts(w, call, r->element[0]);
 	start_claimed(w, r->element[1], call->sent_at);
 	if (call->k > 0 && r->element[1]->elements == 0 && w->o->burst &&
-	    w->running == 0 && w->nreports == 0)
+	    w->running == 0 && w->nreports == 0 && w->nahead == 0)
 		w->burst_idle = 1;
 	w->nothing_to_claim = call->k > 0 && r->element[1]->elements / 6 < (size_t)call->k;
 	if (w->nothing_to_claim)
 		start_wait(w, r->element[2]->integer, r->element[3]->integer);
-	free(call);
+	free_work_call(call);
 	kick(w);
 }
 
-/* Build and send the work script: pending reports and a claim of k. */
+/* Build and send the work script: the reports no call carries yet and a
+ * claim of k. */
 static void
 send_work(struct worker *w, int k)
 {
-	size_t n = w->nreports;
+	size_t n = reports_unsent(w), m = 0;
 	int argc = 3 + KEYS_SCRIPT + 7 + (int)n * 7, a = 3;
 	const char **argv = xcalloc((size_t)argc, sizeof *argv);
 	size_t *lens = xcalloc((size_t)argc, sizeof *lens);
@@ -896,12 +1279,16 @@ send_work(struct worker *w, int k)
 	a += keys_script_argv(&w->keys, argv + a);
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
 		argv[a++] = fixed[i];
-	for (size_t i = 0; i < n; i++) {
+	call->seqs = xcalloc(n + 1, sizeof *call->seqs);
+	for (size_t i = 0; i < w->nreports; i++) {
 		struct report *r = &w->reports[i];
+		if (r->sent)
+			continue;
 		const char *f[] = {r->id, r->token, r->outcome, r->result, r->error,
 		    r->exit_code, r->delay};
 		for (int j = 0; j < 7; j++)
 			argv[a++] = f[j];
+		call->seqs[m++] = r->seq;
 	}
 	for (int i = 3; i < argc; i++)
 		lens[i] = strlen(argv[i]);
@@ -909,12 +1296,54 @@ send_work(struct worker *w, int k)
 	call->sent_at = child_now_ms();
 	call->nreports = n;
 	call->k = k;
-	if (aredis_command(&w->cmd, on_work_reply, call, argc, argv, lens) == 0)
-		w->work_in_flight = 1;
-	else
-		free(call);
+	if (aredis_command(&w->cmd, on_work_reply, call, argc, argv, lens) == 0) {
+		w->work_in_flight++;
+		w->claiming += k;
+		for (size_t i = 0; i < w->nreports; i++)
+			w->reports[i].sent = 1;
+	} else {
+		free_work_call(call);
+	}
 	free(argv);
 	free(lens);
+}
+
+static void
+on_flush_due(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+
+	w->flush_due = 1;
+	kick(w);
+}
+
+/*
+ * Is a work call worth its round trip now? Each call costs Redis a fixed
+ * price beside its per-job one, so while the slots have jobs claimed ahead
+ * to go on with, reports wait for a batch (as many as there are slots, or
+ * half the jobs claimed ahead if more) or for FLUSH_MS. A slot with nothing
+ * to run, or a worker that is stopping, calls at once. Up to WORK_CALLS
+ * are in flight; the second only when the first cannot fill the slots.
+ */
+static int
+work_due(struct worker *w, int k)
+{
+	size_t unsent = reports_unsent(w);
+	int claim = k > 0 && !w->nothing_to_claim;
+	int starving = claim && (w->nahead == 0 || free_slots(w) > 0);
+	size_t batch = (size_t)(w->o->prefetch / 2 > w->o->concurrency ?
+	    w->o->prefetch / 2 : w->o->concurrency);
+
+	if (w->work_in_flight >= WORK_CALLS ||
+	    (w->work_in_flight > 0 && !starving && unsent < batch))
+		return 0;
+	/* an idle queue has nothing to batch with: its outcome goes at once */
+	if (starving || w->draining || w->flush_due || w->burst_idle ||
+	    w->nothing_to_claim || unsent >= batch || out_of_work(w))
+		return unsent > 0 || claim;
+	if (unsent > 0 && !uv_is_active((uv_handle_t *)&w->flush))
+		uv_timer_start(&w->flush, on_flush_due, FLUSH_MS, 0);
+	return 0;
 }
 
 /* Something changed: report what finished and claim what there is room for. */
@@ -923,10 +1352,13 @@ kick(struct worker *w)
 {
 	int k = claim_budget(w);
 
-	if (w->work_in_flight || !w->cmd.ready)
+	if (!w->cmd.ready)
 		goto check_end;
-	if (w->nreports > 0 || (k > 0 && !w->nothing_to_claim))
+	if (work_due(w, k)) {
+		uv_timer_stop(&w->flush);
+		w->flush_due = 0;
 		send_work(w, k);
+	}
 check_end:
 	maybe_finish_worker(w);
 }
@@ -990,6 +1422,57 @@ announce_leases(const struct renew_call *c, const redisReply *r)
 	    "%d lost", kept, kept == 1 ? "" : "s", c->n - kept);
 }
 
+/* The job claimed ahead with this id and token, or NULL. */
+static struct ahead *
+ahead_by_id(struct worker *w, const char *id, size_t n, const char *token)
+{
+	for (size_t i = 0; i < w->nahead; i++)
+		if (strlen(w->ahead[i].id) == n && memcmp(w->ahead[i].id, id, n) == 0 &&
+		    (!token || strcmp(w->ahead[i].token, token) == 0))
+			return &w->ahead[i];
+	return NULL;
+}
+
+static void
+ahead_drop(struct worker *w, struct ahead *a)
+{
+	free(a->payload);
+	*a = w->ahead[--w->nahead];
+}
+
+/* A job claimed ahead that will not run: cancelled (reported so), or its
+ * lease lost (nothing to report). */
+static void
+ahead_cancel(struct worker *w, struct ahead *a)
+{
+	struct report *r = report_new(w, a->id, a->token, "cancelled");
+
+	free(r->error);
+	r->error = xstrdup("cancelled");
+	warnmsg("job %s: cancelled before it started", a->id);
+	ahead_drop(w, a);
+	kick(w);
+}
+
+/* What a renewal said of a job claimed ahead (if it still waits). */
+static void
+ahead_renewed(struct worker *w, const char *id, const char *token, const char *v,
+    uint64_t sent_at)
+{
+	struct ahead *a = ahead_by_id(w, id, strlen(id), token);
+
+	if (!a)
+		return; /* a pending report, or started since */
+	if (strcmp(v, "ok") == 0) {
+		a->renewed_at = sent_at;
+	} else if (strcmp(v, "cancel") == 0) {
+		ahead_cancel(w, a);
+	} else {
+		warnmsg("job %s: the lease was lost before it started", a->id);
+		ahead_drop(w, a);
+	}
+}
+
 static void
 apply_renewal(struct worker *w, const struct renew_call *c, const redisReply *r)
 {
@@ -1000,7 +1483,11 @@ apply_renewal(struct worker *w, const struct renew_call *c, const redisReply *r)
 	for (int i = 0; i < c->n && (size_t)i < r->elements; i++) {
 		const char *v = r->element[i]->str;
 		struct slot *s = slot_by_id(w, c->ids[i], strlen(c->ids[i]));
-		if (!s || strcmp(s->token, c->tokens[i]) != 0)
+		if (!s) {
+			ahead_renewed(w, c->ids[i], c->tokens[i], v, c->sent_at);
+			continue;
+		}
+		if (strcmp(s->token, c->tokens[i]) != 0)
 			continue; /* a pending report, or a slot since reused */
 		if (strcmp(v, "ok") == 0) {
 			slot_lease_renewed(s, c->sent_at);
@@ -1053,7 +1540,7 @@ add_held(struct renew_call *c, const char *id, const char *token)
 static void
 send_renew(struct worker *w)
 {
-	size_t cap = (size_t)w->o->concurrency + w->nreports;
+	size_t cap = (size_t)w->o->concurrency + w->nreports + w->nahead;
 	struct renew_call *c = xcalloc(1, sizeof *c);
 	char numkeys[16], ttl[24], whash[KEY_MAX + 300];
 	int a = 3;
@@ -1066,6 +1553,8 @@ send_renew(struct worker *w)
 			add_held(c, w->slots[i].id, w->slots[i].token);
 	for (size_t i = 0; i < w->nreports; i++)
 		add_held(c, w->reports[i].id, w->reports[i].token);
+	for (size_t i = 0; i < w->nahead; i++)
+		add_held(c, w->ahead[i].id, w->ahead[i].token);
 	snprintf(ttl, sizeof ttl, "%lld", (long long)w->o->lease_ms);
 	snprintf(whash, sizeof whash, "%sworker:%s", w->keys.base, w->o->worker_id);
 	int argc = 3 + KEYS_SCRIPT + 1 + 10 + 2 * c->n;
@@ -1098,6 +1587,18 @@ send_renew(struct worker *w)
 	free(lens);
 }
 
+/* Line mode: a process between jobs holds no lease, but it is guarded
+ * like one: were the worker stopped, the keeper would end it too. */
+static void
+guard_idle(struct worker *w)
+{
+	uint64_t now = child_now_ms();
+
+	for (int i = 0; i < w->o->concurrency; i++)
+		if (w->slots[i].up && !w->slots[i].busy)
+			guard(&w->slots[i], now + (uint64_t)w->o->lease_ms);
+}
+
 static void
 on_renew_timer(uv_timer_t *t)
 {
@@ -1111,6 +1612,8 @@ on_renew_timer(uv_timer_t *t)
 	}
 	if (w->cmd.ready)
 		send_renew(w);
+	guard_idle(w);
+	child_keeper_flush();
 	if (w->nothing_to_claim && !w->wait_in_flight) {
 		/* the wait connection is down: look now and then all the same */
 		w->nothing_to_claim = 0;
@@ -1133,7 +1636,13 @@ on_cancel_notice(redisAsyncContext *ac, void *reply, void *priv)
 	    strcmp(r->element[0]->str, "message") != 0)
 		return;
 	s = slot_by_id(w, r->element[2]->str, r->element[2]->len);
-	if (s && s->stop != STOP_CANCEL) {
+	if (!s) {
+		struct ahead *a = ahead_by_id(w, r->element[2]->str, r->element[2]->len, NULL);
+		if (a)
+			ahead_cancel(w, a);
+		return;
+	}
+	if (s->stop != STOP_CANCEL) {
 		warnmsg("job %s: cancelled; stopping its handler", s->id);
 		slot_stop(s, STOP_CANCEL, w->o->grace_ms);
 	}
@@ -1148,7 +1657,9 @@ on_cmd_state(struct aredis *r, int ready, void *ctx)
 	(void)r;
 
 	if (!ready) {
-		w->work_in_flight = w->renew_in_flight = 0;
+		w->work_in_flight = w->renew_in_flight = w->claiming = 0;
+		for (size_t i = 0; i < w->nreports; i++)
+			w->reports[i].sent = 0; /* sent again when it is back */
 		w->cmd_lost = 1;
 		return;
 	}
@@ -1193,8 +1704,11 @@ on_grace_over(uv_timer_t *t)
 	if (w->running > 0)
 		warnmsg("grace period over: stopping %d handler%s; what they do not "
 		    "finish goes back on the queue", w->running, w->running == 1 ? "" : "s");
-	for (int i = 0; i < w->o->concurrency; i++)
+	for (int i = 0; i < w->o->concurrency; i++) {
 		slot_stop(&w->slots[i], STOP_SHUTDOWN, SHUTDOWN_KILL_MS);
+		if (w->slots[i].up && !w->slots[i].busy && !w->slots[i].exited)
+			child_signal_group(w->slots[i].child.pid, SIGKILL);
+	}
 	if (!w->cmd.ready || w->forced)
 		w->give_up = !w->cmd.ready;
 	if (w->running > 0 || (w->nreports > 0 && !w->give_up))
@@ -1218,6 +1732,7 @@ on_signal(uv_signal_t *h, int sig)
 		return;
 	}
 	w->draining = 1;
+	requeue_ahead(w);
 	warnmsg("%s: no new jobs; waiting up to %lld ms for %d running", strsignal(sig),
 	    (long long)w->o->grace_ms, w->running);
 	uv_timer_start(&w->grace, on_grace_over, (uint64_t)w->o->grace_ms, 0);
@@ -1239,6 +1754,28 @@ out_of_work(const struct worker *w)
 	    (w->o->max_jobs > 0 && w->claimed >= w->o->max_jobs);
 }
 
+/* Line mode, the worker ending: close the stdin of every handler still up,
+ * as their end of input, killing those that do not exit within the grace
+ * period. 1 while one is up. */
+static int
+lines_still_up(struct worker *w)
+{
+	int up = 0;
+
+	for (int i = 0; i < w->o->concurrency; i++) {
+		struct slot *s = &w->slots[i];
+		if (!s->up)
+			continue;
+		up = 1;
+		if (!s->shutting) {
+			s->shutting = 1;
+			close_pipe(&s->in);
+			uv_timer_start(&s->kill, on_kill, (uint64_t)w->o->grace_ms, 0);
+		}
+	}
+	return up;
+}
+
 /* The worker is done when nothing runs, nothing is left to report (or
  * Redis stayed out of reach past the grace period), and it was told to
  * stop or ran out of work. Then the loop is let to run dry. */
@@ -1248,6 +1785,8 @@ maybe_finish_worker(struct worker *w)
 	if (w->done || w->running > 0 || !out_of_work(w) || w->work_in_flight)
 		return;
 	if (w->nreports > 0 && !w->give_up)
+		return;
+	if (lines_still_up(w))
 		return;
 	if (w->nreports > 0) {
 		warnmsg("%zu outcomes could not be reported: redis is unreachable; "
@@ -1260,6 +1799,7 @@ maybe_finish_worker(struct worker *w)
 	aredis_stop(&w->sub);
 	uv_close((uv_handle_t *)&w->renew, NULL);
 	uv_close((uv_handle_t *)&w->grace, NULL);
+	uv_close((uv_handle_t *)&w->flush, NULL);
 	uv_close((uv_handle_t *)&w->sigterm, NULL);
 	uv_close((uv_handle_t *)&w->sigint, NULL);
 	uv_close((uv_handle_t *)&w->sighup, NULL);
@@ -1277,8 +1817,9 @@ init_slots(struct worker *w)
 	for (int i = 0; i < w->o->concurrency; i++) {
 		struct slot *s = &w->slots[i];
 		s->w = w;
-		uv_timer_t *timers[] = {&s->timeout, &s->kill, &s->lease};
-		for (int j = 0; j < 3; j++) {
+		s->index = i;
+		uv_timer_t *timers[] = {&s->timeout, &s->kill, &s->lease, &s->restart};
+		for (int j = 0; j < 4; j++) {
 			uv_timer_init(w->loop, timers[j]);
 			timers[j]->data = s;
 		}
@@ -1323,11 +1864,15 @@ cleanup(struct worker *w)
 	for (int i = 0; i < w->o->concurrency; i++) {
 		free(w->slots[i].last);
 		free(w->slots[i].payload);
+		free(w->slots[i].payload_in);
 		lines_free(&w->slots[i].outl);
 		lines_free(&w->slots[i].errl);
 	}
-	reports_shift(w, w->nreports);
+	reports_clear(w);
 	free(w->reports);
+	for (size_t i = 0; i < w->nahead; i++)
+		free(w->ahead[i].payload);
+	free(w->ahead);
 	while (w->held) {
 		struct held_call *h = w->held;
 		w->held = h->next;
@@ -1360,6 +1905,8 @@ worker_run(const struct worker_options *o)
 	init_signal(&w, &w.sigchld, SIGCHLD, on_sigchld);
 	uv_timer_init(&loop, &w.grace);
 	w.grace.data = &w;
+	uv_timer_init(&loop, &w.flush);
+	w.flush.data = &w;
 	uv_timer_init(&loop, &w.renew);
 	w.renew.data = &w;
 	uv_timer_start(&w.renew, on_renew_timer, (uint64_t)o->lease_ms / 3,

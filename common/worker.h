@@ -19,6 +19,8 @@ struct worker_options {
 	int64_t backoff_ms;         /* --backoff: first retry delay */
 	long max_jobs;              /* --max-jobs: 0 for no limit */
 	int burst;                  /* --burst: exit when there is nothing to do */
+	int lines;                  /* --lines: one process per slot, a line per job */
+	int prefetch;               /* --prefetch: jobs claimed ahead of a free slot */
 };
 
 /* worker_run: work until told to stop (or out of work with burst or

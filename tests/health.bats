@@ -95,12 +95,23 @@ prom_check() {
 @test "a job a worker is running is active, and the worker is live" {
 	aq-enqueue -q run --id long '{"sleep":60}' >/dev/null
 	aq-enqueue -q run --id next '{}' >/dev/null
-	start_worker w -q run -- "$HANDLERS/record"
+	# --prefetch 0: the next job is not claimed ahead, so it still waits
+	start_worker w -q run --prefetch 0 -- "$HANDLERS/record"
 	wait_for 50 job_is run long running
 	hc -q run
 	assert_equal "$rc" 0
 	assert_equal "$(q run '[.waiting, .delayed, .active, .workers]')" '[1,0,1,1]'
 	assert_equal "$err" 'aq-health: OK: 1 queue, 1 live worker'
+}
+
+@test "a job claimed ahead by a worker (--prefetch) is active too, under its lease" {
+	aq-enqueue -q ahead --id long '{"sleep":60}' >/dev/null
+	aq-enqueue -q ahead --id next '{}' >/dev/null
+	start_worker w -q ahead --prefetch 1 -- "$HANDLERS/record"
+	wait_for 50 job_is ahead long running
+	wait_for 50 job_is ahead next running
+	hc -q ahead
+	assert_equal "$(q ahead '[.waiting, .delayed, .active, .workers]')" '[0,0,2,1]'
 }
 
 @test "the counters after a worker ran jobs that succeed, fail at once, and retry then fail" {

@@ -5,7 +5,9 @@
 load helpers
 
 setup_file() { redis_start; }
+export VG_SUPP=$BATS_TEST_DIRNAME/valgrind.supp
 teardown_file() { redis_stop; }
+teardown() { pg_stop; }
 setup() {
 	command -v valgrind >/dev/null || skip "valgrind is not installed"
 	[ -z "${AQ_SANITIZED:-}" ] || skip "sanitizer builds do not run under valgrind"
@@ -14,7 +16,8 @@ setup() {
 
 vg() {
 	valgrind -q --leak-check=full --show-leak-kinds=all \
-	    --errors-for-leak-kinds=all --error-exitcode=99 "$@"
+	    --errors-for-leak-kinds=all --error-exitcode=99 \
+	    --suppressions="$VG_SUPP" "$@"
 }
 
 @test "aq-enqueue: stdin lines, good and bad, and arguments, leak nothing" {

@@ -317,9 +317,9 @@ ledger_insert_keyed(struct enqueuer *e, struct batch *b, struct pending_job *j)
 	payload[j->payload_len] = payload_end;
 	if (!r)
 		die_ledger(e, b);
-	if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "dup") == 0)
-		snprintf(j->ledger_dup, sizeof j->ledger_dup, "%s", PQgetvalue(r, 0, 1));
-	PQclear(r);
+	if (pq.ntuples(r) == 1 && strcmp(pq.getvalue(r, 0, 0), "dup") == 0)
+		snprintf(j->ledger_dup, sizeof j->ledger_dup, "%s", pq.getvalue(r, 0, 1));
+	pq.clear(r);
 }
 
 /* Generated ids are new: the batch goes in with one COPY, one commit, two
@@ -385,7 +385,7 @@ open_ledger(struct enqueuer *e)
 	if (!r)
 		die(EX_UNAVAILABLE, "cannot use the postgresql ledger at %s: %s",
 		    e->ledger.shown, e->ledger.err);
-	PQclear(r);
+	pq.clear(r);
 	e->batch_jobs = LEDGER_BATCH_JOBS;
 	/* what the ledger says until aq-sweep archives Redis's word on it */
 	snprintf(e->ledger_status, sizeof e->ledger_status, "%s",

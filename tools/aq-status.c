@@ -78,9 +78,9 @@ ledger_lookup(struct status_run *s, redisReply **replies)
 static int
 ledger_row(const PGresult *r, const struct lookup *l)
 {
-	for (int i = 0; r && i < PQntuples(r); i++)
-		if (strcmp(PQgetvalue(r, i, 0), l->queue) == 0 &&
-		    strcmp(PQgetvalue(r, i, 1), l->id) == 0)
+	for (int i = 0; r && i < pq.ntuples(r); i++)
+		if (strcmp(pq.getvalue(r, i, 0), l->queue) == 0 &&
+		    strcmp(pq.getvalue(r, i, 1), l->id) == 0)
 			return i;
 	return -1;
 }
@@ -124,7 +124,7 @@ flush_batch(struct status_run *s)
 			die_output();
 		freeReplyObject(replies[i]);
 	}
-	PQclear(ledger);
+	pq.clear(ledger);
 	s->n = 0;
 }
 

@@ -424,27 +424,27 @@ follow_from_ledger(struct subscriber *s)
 	if (!r)
 		die(EX_UNAVAILABLE, "cannot read the postgresql ledger at %s: %s",
 		    s->ledger.shown, s->ledger.err);
-	for (int i = 0; i < PQntuples(r) && !done_counting(s); i++) {
-		snprintf(s->after, sizeof s->after, "%s", PQgetvalue(r, i, 0));
-		print_event_fields(s, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-		    PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2),
-		    PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3));
+	for (int i = 0; i < pq.ntuples(r) && !done_counting(s); i++) {
+		snprintf(s->after, sizeof s->after, "%s", pq.getvalue(r, i, 0));
+		print_event_fields(s, pq.getvalue(r, i, 0), pq.getvalue(r, i, 1),
+		    pq.getvalue(r, i, 2), (size_t)pq.getlength(r, i, 2),
+		    pq.getisnull(r, i, 3) ? NULL : pq.getvalue(r, i, 3));
 	}
-	PQclear(r);
+	pq.clear(r);
 	r = ledger_exec(&s->ledger, "reading the job's status",
 	    "SELECT status FROM {S}.jobs WHERE queue = $1 AND id = $2", 2, params);
 	if (!r)
 		die(EX_UNAVAILABLE, "cannot read the postgresql ledger at %s: %s",
 		    s->ledger.shown, s->ledger.err);
-	if (PQntuples(r) == 0)
+	if (pq.ntuples(r) == 0)
 		die(1, "no job %s in queue %s", s->job, s->cfg.queue);
-	if (!final_status(PQgetvalue(r, 0, 0))) {
-		PQclear(r);
+	if (!final_status(pq.getvalue(r, 0, 0))) {
+		pq.clear(r);
 		return -1;
 	}
-	print_end(s, PQgetvalue(r, 0, 0));
-	rc = strcmp(PQgetvalue(r, 0, 0), "succeeded") == 0 ? 0 : 1;
-	PQclear(r);
+	print_end(s, pq.getvalue(r, 0, 0));
+	rc = strcmp(pq.getvalue(r, 0, 0), "succeeded") == 0 ? 0 : 1;
+	pq.clear(r);
 	return rc;
 }
 

@@ -213,9 +213,9 @@ list_queues(struct sweeper *s)
 		PGresult *q = archive_ledger_queues(&s->archiver);
 		if (!q)
 			s->ledger_failed = 1;
-		for (int i = 0; q && i < PQntuples(q); i++)
-			add_name(s, PQgetvalue(q, i, 0));
-		PQclear(q);
+		for (int i = 0; q && i < pq.ntuples(q); i++)
+			add_name(s, pq.getvalue(q, i, 0));
+		pq.clear(q);
 	}
 	if (s->nnames > 1)
 		qsort(s->names, s->nnames, sizeof *s->names, cmp_name);

@@ -19,7 +19,7 @@
 #define WORKER_ID_MAX 200
 
 enum { OPT_LEASE = OPT_TOOL, OPT_GRACE, OPT_TIMEOUT, OPT_BACKOFF, OPT_MAX_JOBS,
-	OPT_BURST, OPT_WORKER_ID };
+	OPT_BURST, OPT_WORKER_ID, OPT_LINES, OPT_PREFETCH };
 
 static void
 usage(FILE *fp)
@@ -28,7 +28,8 @@ usage(FILE *fp)
 	    "usage: aq-worker [-q queue] [-u url | --redis-url-file path] [--prefix p]\n"
 	    "                 [-c n] [--lease duration] [--grace duration]\n"
 	    "                 [--timeout duration] [--backoff duration] [--max-jobs n]\n"
-	    "                 [--burst] [--worker-id id] [--max-line size]\n"
+	    "                 [--burst] [--lines] [--prefetch n] [--worker-id id]\n"
+	    "                 [--max-line size]\n"
 	    "                 -- command [argument ...]\n");
 }
 
@@ -46,6 +47,8 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 		{"max-jobs", required_argument, NULL, OPT_MAX_JOBS},
 		{"burst", no_argument, NULL, OPT_BURST},
 		{"worker-id", required_argument, NULL, OPT_WORKER_ID},
+		{"lines", no_argument, NULL, OPT_LINES},
+		{"prefetch", required_argument, NULL, OPT_PREFETCH},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -82,6 +85,12 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 		case OPT_WORKER_ID:
 			o->worker_id = optarg;
 			break;
+		case OPT_LINES:
+			o->lines = 1;
+			break;
+		case OPT_PREFETCH:
+			o->prefetch = (int)option_int("--prefetch", optarg, 0, CONCURRENCY_MAX);
+			break;
 		default:
 			usage(stderr);
 			exit(EX_USAGE);
@@ -116,13 +125,16 @@ main(int argc, char **argv)
 {
 	struct config cfg;
 	struct worker_options o = {.concurrency = 1, .lease_ms = 30000,
-	    .grace_ms = 10000, .backoff_ms = 1000};
+	    .grace_ms = 10000, .backoff_ms = 1000, .prefetch = -1};
 	redisContext *probe;
 
 	log_init(argv[0]);
 	config_init(&cfg);
 	parse_options(&o, &cfg, argc, argv);
 	config_finish(&cfg);
+	if (o.prefetch < 0) /* no slot waits for Redis between two jobs */
+		o.prefetch = o.lines ? (o.concurrency * 2 > 16 ? o.concurrency * 2 : 16) :
+		    o.concurrency;
 	if (optind >= argc)
 		die(EX_USAGE, "no command to run: aq-worker [options] -- command [argument ...]");
 	o.argv = argv + optind;
@@ -136,8 +148,9 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN); /* a handler that does not read its payload */
 	if (child_keeper_start() < 0)
 		die(EX_OSERR, "cannot start the keeper process:");
-	warnmsg("worker %s on queue %s: running %s with %d slot%s", o.worker_id,
-	    cfg.queue, o.argv[0], o.concurrency, o.concurrency == 1 ? "" : "s");
+	warnmsg("worker %s on queue %s: running %s with %d slot%s%s", o.worker_id,
+	    cfg.queue, o.argv[0], o.concurrency, o.concurrency == 1 ? "" : "s",
+	    o.lines ? ", a line per job" : "");
 	int rc = worker_run(&o);
 	url_forget(&cfg.redis);
 	return rc;

@@ -74,11 +74,35 @@ local function finished_set(Q)
   return Q.finished
 end
 
--- a job reaches a final state: succeeded, failed or cancelled
-local function finish(Q, log, key, id, status, now, fields)
+-- Finished jobs of one call, for their set entries and counters to be
+-- written once per call rather than once per job (each redis.call costs).
+local function new_batch() return {zargs = {}, counts = {}, order = {}} end
+local function batch_count(B, counter, n)
+  if not B.counts[counter] then
+    B.counts[counter] = 0
+    B.order[#B.order + 1] = counter
+  end
+  B.counts[counter] = B.counts[counter] + n
+end
+local function batch_write(Q, B)
+  if #B.zargs > 0 then redis.call('ZADD', finished_set(Q), unpack(B.zargs)) end
+  for _, counter in ipairs(B.order) do
+    redis.call('HINCRBY', Q.stats, counter, B.counts[counter])
+  end
+end
+
+-- a job reaches a final state: succeeded, failed or cancelled; with a
+-- batch B its set entry and counter wait for batch_write
+local function finish(Q, log, key, id, status, now, fields, B)
   redis.call('HSET', key, 'status', status, 'finished', int(now), unpack(fields))
-  redis.call('HINCRBY', Q.stats, status, 1)
-  redis.call('ZADD', finished_set(Q), now, id)
+  if B then
+    B.zargs[#B.zargs + 1] = now
+    B.zargs[#B.zargs + 1] = id
+    batch_count(B, status, 1)
+  else
+    redis.call('HINCRBY', Q.stats, status, 1)
+    redis.call('ZADD', finished_set(Q), now, id)
+  end
   log_add(log, status, id)
 end
 
