@@ -466,3 +466,17 @@ restart_under_sweeper() {
 	assert_success
 	((output > 0))
 }
+
+@test "--every 1h: SIGTERM at any moment of its run, before, during or after a pass, ends it at once" {
+	aq-enqueue -q sig '{}' >/dev/null
+	for ((k = 0; k < 20; k++)); do
+		start_bg s aq-sweep --every 1h
+		# a different moment each time: during the first pass, or around
+		# the sleep that follows it
+		sleep "0.0$((RANDOM % 10))"
+		pid=$(bg_pid s)
+		kill -TERM "$pid"
+		wait_for 50 eval "! kill -0 $pid 2>/dev/null"
+		wait "$pid"
+	done
+}

@@ -3,12 +3,16 @@
  * the PostgreSQL ledger and restore from it, trim finished jobs; one JSON
  * line per action, once or --every DURATION. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "archive.h"
 #include "config.h"
@@ -77,11 +81,46 @@ usage(FILE *fp)
 	    "                [--restore-grace duration]\n");
 }
 
+/* The self-pipe of the stop signals: the handler writes a byte to it, so a
+ * signal that arrives just before the sleep between passes still ends it. */
+static int stop_pipe[2] = {-1, -1};
+
+static long long
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void
 on_stop(int sig)
 {
+	int saved = errno;
+
 	(void)sig;
 	stop_requested = 1;
+	if (stop_pipe[1] >= 0 && write(stop_pipe[1], "", 1) < 0) {
+		/* full: a byte is there already, which is all it takes */
+	}
+	errno = saved;
+}
+
+static void
+catch_stop_signals(void)
+{
+	struct sigaction sa = {.sa_handler = on_stop};
+
+	if (pipe(stop_pipe) < 0)
+		die(EX_OSERR, "cannot make a pipe for the stop signals:");
+	for (int i = 0; i < 2; i++) {
+		fcntl(stop_pipe[i], F_SETFD, FD_CLOEXEC);
+		fcntl(stop_pipe[i], F_SETFL, O_NONBLOCK);
+	}
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
 }
 
 static void
@@ -382,13 +421,16 @@ sweep_pass(struct sweeper *s)
 	return s->ledger_failed ? -3 : 0;
 }
 
+/* Sleep ms, or until a stop signal, however close before it came. */
 static void
 sleep_ms(long long ms)
 {
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+	struct pollfd p = {.fd = stop_pipe[0], .events = POLLIN};
+	long long until = mono_ms() + ms, left;
 
-	while (!stop_requested && nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	while (!stop_requested && (left = until - mono_ms()) > 0)
+		if (poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left) > 0)
+			break;
 }
 
 static void
@@ -473,7 +515,6 @@ main(int argc, char **argv)
 	static struct sweeper s = {.every_ms = -1, .max_wait_ms = -1,
 	    .retention_ms = RETENTION_DEFAULT_MS, .log_cap = LOG_CAP_DEFAULT,
 	    .batch = 1000, .restore_grace_ms = RESTORE_GRACE_DEFAULT_MS};
-	struct sigaction sa = {.sa_handler = on_stop};
 	int rc;
 
 	log_init(argv[0]);
@@ -485,8 +526,7 @@ main(int argc, char **argv)
 	    .prefix = s.cfg.prefix, .batch = s.batch,
 	    .restore_grace_ms = s.restore_grace_ms, .out = &s.out,
 	    .stop = &stop_requested};
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	catch_stop_signals();
 
 	rc = sweep_pass(&s);
 	while (s.every_ms >= 0 && !stop_requested) {
