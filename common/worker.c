@@ -649,12 +649,33 @@ on_lease_deadline(uv_timer_t *t)
 	slot_stop(s, STOP_LEASE, 0);
 }
 
-/*
- * The lease of s runs until at least sent_at + lease (it was claimed or
- * renewed by a call sent then): the worker kills the handler a margin
- * before that, and the keeper half a margin before, should the worker be
- * stopped or hung.
- */
+/* Renewals have failed for two thirds of the lease: the handler gets
+ * SIGTERM now, so its TERM trap runs, and SIGKILL at the lease deadline,
+ * before the lease can expire. */
+static void
+on_lease_term(uv_timer_t *t)
+{
+	struct slot *s = t->data;
+	uint64_t now = child_now_ms();
+	uint64_t left = s->lease_deadline > now ? s->lease_deadline - now : 0;
+
+	warnmsg("job %s: its lease could not be renewed for two thirds of its "
+	    "length; its handler gets SIGTERM now and SIGKILL in %llu ms, before "
+	    "the lease expires, so that the job never runs twice at once",
+	    s->id, (unsigned long long)left);
+	s->lost = 1;
+	if (left == 0) {
+		slot_stop(s, STOP_LEASE, 0);
+		return;
+	}
+	if (s->busy && !s->exited) {
+		if (s->stop == STOP_NONE || s->stop == STOP_TIMEOUT)
+			s->stop = STOP_LEASE;
+		child_signal_group(s->child.pid, SIGTERM);
+	}
+	uv_timer_start(&s->lease, on_lease_deadline, left, 0);
+}
+
 /*
  * Tell the keeper to kill the handler of s at deadline unless it already
  * will at or before it (never later than a lease allows, so that is safe),
@@ -675,6 +696,13 @@ guard(struct slot *s, uint64_t deadline)
 	s->guarded = deadline;
 }
 
+/*
+ * The lease of s runs until at least sent_at + lease (it was claimed or
+ * renewed by a call sent then): without a renewal by then, the worker
+ * sends the handler SIGTERM at two thirds of it and SIGKILL a margin
+ * before its end, and the keeper kills it half a margin later, should the
+ * worker be stopped or hung.
+ */
 static void
 slot_lease_renewed(struct slot *s, uint64_t sent_at)
 {
@@ -683,10 +711,16 @@ slot_lease_renewed(struct slot *s, uint64_t sent_at)
 	uint64_t deadline = sent_at + (uint64_t)w->o->lease_ms - margin;
 	uint64_t now = child_now_ms();
 
+	uint64_t term = sent_at + (uint64_t)w->o->lease_ms * 2 / 3;
+
 	s->lease_deadline = deadline;
 	s->keeper_deadline = deadline + margin / 2;
 	guard(s, s->keeper_deadline);
-	uv_timer_start(&s->lease, on_lease_deadline, deadline > now ? deadline - now : 0, 0);
+	if (term < deadline)
+		uv_timer_start(&s->lease, on_lease_term, term > now ? term - now : 0, 0);
+	else
+		uv_timer_start(&s->lease, on_lease_deadline, deadline > now ?
+		    deadline - now : 0, 0);
 }
 
 static void

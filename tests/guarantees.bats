@@ -389,3 +389,30 @@ running_handlers() {
 	assert_equal "$(stat_of dead recovered)" 1
 	assert_equal "$(cat "$OVERLAPS")" ""
 }
+
+@test "G3 with a chance: Redis stopped under a running job: the handler gets SIGTERM (its trap runs) at two thirds of the lease, is gone before the lease would expire, and the job runs again" {
+	redis_kill
+	redis_run --appendonly yes --appendfsync always
+	aq-enqueue -q trap --id t '{}' >/dev/null
+	start_bg w aq-worker -q trap --lease 3s --worker-id T -- bash -c \
+	    'trap "echo \"term \${EPOCHREALTIME/./}\" >>\"$BATS_TEST_TMPDIR/trap.log\"; exit 0" TERM
+	     echo "start $AQ_ATTEMPT ${EPOCHREALTIME/./}" >>"$BATS_TEST_TMPDIR/trap.log"
+	     [ "$AQ_ATTEMPT" -ge 2 ] && exit 0
+	     sleep 60 & wait'
+	wait_for 100 grep -q '^start 1 ' trap.log
+	started=$(awk '/^start 1 / { print $3 }' trap.log)
+	redis_kill
+	wait_for 100 grep -q '^term ' trap.log
+	termed=$(awk '/^term / { print $2 }' trap.log)
+	echo "started $started, SIGTERM $(( (termed - started) / 1000 )) ms later" >&2
+	# two thirds of the lease, counted from the last renewal (at most a
+	# third of the lease before the stop)
+	(( termed - started >= 1000000 ))
+	(( termed - started < 3000000 ))
+	grep -q 'its handler gets SIGTERM now and SIGKILL in' w.err
+	redis_run --appendonly yes --appendfsync always
+	# the job was given up: its lease expires, and it runs again
+	wait_for 300 job_is trap t succeeded
+	assert_equal "$(field trap t '[.status, .attempt]')" '["succeeded",2]'
+	stop_bg w
+}
