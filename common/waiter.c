@@ -1,7 +1,9 @@
-/* waiter.c: follow a queue's log until a set of jobs is final. */
+/* waiter.c: follow a queue's log until a set of jobs is final, through a
+ * Redis restart. */
 #include "waiter.h"
 
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,9 +17,10 @@
 
 #define BLOCK_MS 2000
 #define BATCH 256
+#define RECONNECT_MAX_MS 5000
 
 struct waiter {
-	redisContext *c;
+	redisContext **cp;       /* the caller's connection, replaced on loss */
 	const struct redis_url *url;
 	const struct keys *keys;
 	const char *queue;
@@ -30,14 +33,14 @@ struct waiter {
 };
 
 struct waiter *
-waiter_new(redisContext *c, const struct redis_url *u, const struct keys *k,
+waiter_new(redisContext **c, const struct redis_url *u, const struct keys *k,
     const char *queue)
 {
 	struct waiter *w = xcalloc(1, sizeof *w);
 	const char *argv[] = {"XREVRANGE", k->log, "+", "-", "COUNT", "1"};
-	redisReply *r = redis_command_ok(c, u, 6, argv);
+	redisReply *r = redis_command_ok(*c, u, 6, argv);
 
-	w->c = c;
+	w->cp = c;
 	w->url = u;
 	w->keys = k;
 	w->queue = queue;
@@ -95,11 +98,13 @@ mark(struct waiter *w, long i)
 }
 
 /* Ask each job not yet final for its status (for jobs that were final
- * before the wait began, and as a safety net for a trimmed log). */
-static void
+ * before the wait began, after a lost connection, and as a safety net for
+ * a trimmed log). -1 when the connection failed. */
+static int
 check_all(struct waiter *w)
 {
 	char key[KEY_MAX + ID_MAX];
+	redisContext *c = *w->cp;
 
 	for (size_t start = 0; start < w->n; start += BATCH) {
 		size_t end = start + BATCH < w->n ? start + BATCH : w->n, sent = 0;
@@ -108,13 +113,20 @@ check_all(struct waiter *w)
 				continue;
 			const char *argv[] = {"HGET", key, "status"};
 			snprintf(key, sizeof key, "%s%s", w->keys->job, w->sorted[i]);
-			redisAppendCommandArgv(w->c, 3, argv, NULL);
+			if (redisAppendCommandArgv(c, 3, argv, NULL) != REDIS_OK)
+				return -1;
 			sent++;
 		}
 		for (size_t i = start; i < end && sent > 0; i++) {
+			void *reply = NULL;
 			if (w->final[i])
 				continue;
-			redisReply *r = redis_get_reply(w->c, w->url, "waiting for jobs");
+			if (redisGetReply(c, &reply) != REDIS_OK)
+				return -1;
+			redisReply *r = reply;
+			if (r->type == REDIS_REPLY_ERROR)
+				die(EX_UNAVAILABLE, "redis refused HGET while waiting for "
+				    "jobs: %s", r->str);
 			/* an id with no job (trimmed already) counts as final */
 			if (r->type != REDIS_REPLY_STRING || is_final(r->str, r->len))
 				mark(w, (long)i);
@@ -122,6 +134,7 @@ check_all(struct waiter *w)
 			sent--;
 		}
 	}
+	return 0;
 }
 
 static void
@@ -162,6 +175,36 @@ mono_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The connection was lost: connect again, with a backoff, until the
+ * deadline (-1: none); like aq-subscribe, a Redis restart is survived.
+ * 0, or EX_TEMPFAIL when the deadline passed. */
+static int
+reconnect(struct waiter *w, long long deadline, const char *why)
+{
+	char err[512], shown[1024];
+	int code, backoff = 100;
+	redisContext *c;
+
+	url_display(w->url, shown, sizeof shown);
+	warnmsg("lost the connection to redis at %s while waiting for the jobs "
+	    "(%s); reconnecting", shown, why);
+	redisFree(*w->cp);
+	*w->cp = NULL;
+	for (;;) {
+		if ((c = redis_try_connect(w->url, err, sizeof err, &code)))
+			break;
+		if (code == EX_NOPERM)
+			die(code, "cannot connect to redis at %s: %s", shown, err);
+		if (deadline >= 0 && mono_ms() + backoff > deadline)
+			return EX_TEMPFAIL;
+		usleep((useconds_t)backoff * 1000);
+		backoff = backoff * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : backoff * 2;
+	}
+	*w->cp = c;
+	warnmsg("redis at %s is back; looking at the jobs again", shown);
+	return 0;
+}
+
 int
 waiter_wait(struct waiter *w, long long timeout_ms)
 {
@@ -173,7 +216,9 @@ waiter_wait(struct waiter *w, long long timeout_ms)
 	qsort(w->sorted, w->n, sizeof *w->sorted, cmp_str);
 	w->final = xcalloc(w->n + 1, 1);
 	w->left = w->n;
-	check_all(w);
+	while (check_all(w) < 0)
+		if (reconnect(w, deadline, (*w->cp)->errstr) != 0)
+			return EX_TEMPFAIL;
 	while (w->left > 0) {
 		long long left = deadline < 0 ? BLOCK_MS : deadline - mono_ms();
 		if (left <= 0)
@@ -181,14 +226,22 @@ waiter_wait(struct waiter *w, long long timeout_ms)
 		snprintf(block, sizeof block, "%lld", left < BLOCK_MS ? left : BLOCK_MS);
 		const char *argv[] = {"XREAD", "COUNT", "1000", "BLOCK", block,
 		    "STREAMS", w->keys->log, w->after};
-		redisReply *r = redisCommandArgv(w->c, 8, argv, NULL);
-		if (!r)
-			redis_die_io(w->c, w->url, "waiting for jobs");
-		if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
+		redisReply *r = redisCommandArgv(*w->cp, 8, argv, NULL);
+		int lost = !r;
+		if (r && r->type == REDIS_REPLY_ERROR)
+			die(EX_UNAVAILABLE, "redis refused XREAD while waiting for jobs: %s",
+			    r->str);
+		if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1)
 			read_log_entries(w, r->element[0]->element[1]);
-		else if (r->type == REDIS_REPLY_NIL)
-			check_all(w); /* a quiet while: ask directly */
+		else if (r && r->type == REDIS_REPLY_NIL)
+			lost = check_all(w) < 0; /* a quiet while: ask directly */
 		freeReplyObject(r);
+		/* what finished meanwhile may be in no log entry we read: ask */
+		while (lost) {
+			if (reconnect(w, deadline, (*w->cp)->errstr) != 0)
+				return EX_TEMPFAIL;
+			lost = check_all(w) < 0;
+		}
 	}
 	return 0;
 }
@@ -205,10 +258,10 @@ waiter_print(struct waiter *w)
 		for (size_t i = start; i < end; i++) {
 			const char *argv[] = {"HGETALL", key};
 			snprintf(key, sizeof key, "%s%s", w->keys->job, w->ids[i]);
-			redisAppendCommandArgv(w->c, 2, argv, NULL);
+			redisAppendCommandArgv(*w->cp, 2, argv, NULL);
 		}
 		for (size_t i = start; i < end; i++) {
-			redisReply *r = redis_get_reply(w->c, w->url, "reading jobs");
+			redisReply *r = redis_get_reply(*w->cp, w->url, "reading jobs");
 			const redisReply *st = NULL;
 			jb_reset(&b);
 			if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {

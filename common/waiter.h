@@ -14,8 +14,9 @@ struct waiter;
 
 /* waiter_new: start watching queue's log from its current end; call it
  * before the jobs are enqueued, so no transition can slip by. Exits
- * EX_UNAVAILABLE when Redis fails. */
-struct waiter *waiter_new(redisContext *c, const struct redis_url *u,
+ * EX_UNAVAILABLE when Redis fails. While it waits, a lost connection *c is
+ * replaced by a new one (a Redis restart is waited out). */
+struct waiter *waiter_new(redisContext **c, const struct redis_url *u,
     const struct keys *k, const char *queue);
 
 /* waiter_add: wait for job id[0..n) too (ids are kept in input order). */

@@ -433,3 +433,21 @@ data: {"type":"end","status":"succeeded"}'
 	assert_equal "$(rc_of sse)" 0
 	assert_equal "$(grep -c '^event: stdout' sse.out) $(grep -c '^event: end' sse.out)" "2 1"
 }
+
+@test "aq-enqueue --wait rides out a Redis restart: it reconnects, looks at the jobs again, and prints their records" {
+	redis_kill
+	redis_run --appendonly yes --appendfsync always
+	start_bg enq aq-enqueue -q rw --wait '{"n":1}' '{"n":2}'
+	wait_for 100 redis_is 2 zcard 'aq:{rw}:wait'
+	redis_kill
+	wait_for 100 grep -q 'lost the connection to redis at .* while waiting for the jobs' enq.err
+	redis_run --appendonly yes --appendfsync always
+	wait_for 100 grep -q 'is back; looking at the jobs again' enq.err
+	aq-worker -q rw --burst -- jq -c '{double: (.n * 2)}' 2>/dev/null
+	wait_for 100 eval "[ -s $BATS_TEST_TMPDIR/enq.out ] && ! kill -0 \$(cat $BATS_TEST_TMPDIR/enq.pid) 2>/dev/null"
+	rc=0
+	wait "$(cat enq.pid)" || rc=$?
+	rm enq.pid
+	assert_equal "$rc" 0
+	assert_equal "$(jq -c '[.status, .result.double]' enq.out | paste -sd' ')" '["succeeded",2] ["succeeded",4]'
+}

@@ -585,7 +585,7 @@ connect_and_prepare(struct enqueuer *e)
 	freeReplyObject(redis_command_ok(e->redis, &e->cfg.redis, 3, sadd));
 	script_load(e->redis, &e->cfg.redis, &script_enqueue);
 	if (e->wait)
-		e->waiter = waiter_new(e->redis, &e->cfg.redis, &e->keys, e->cfg.queue);
+		e->waiter = waiter_new(&e->redis, &e->cfg.redis, &e->keys, e->cfg.queue);
 }
 
 /* --wait: block until every job enqueued is final, print their records;
