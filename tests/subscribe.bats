@@ -451,3 +451,41 @@ data: {"type":"end","status":"succeeded"}'
 	assert_equal "$rc" 0
 	assert_equal "$(jq -c '[.status, .result.double]' enq.out | paste -sd' ')" '["succeeded",2] ["succeeded",4]'
 }
+
+@test "--job: events the stream's cap trimmed before they were read are a gap line, never skipped in silence" {
+	aq-enqueue -q gap --id g '{}' >/dev/null
+	aq-worker -q gap --burst -- sh -c 'read p; seq 20' 2>/dev/null
+	first=$(rcli xrange 'aq:{gap}:events:g' - + COUNT 1 | head -1)
+	# as the worker's cap would, after a slow follower read the first one
+	rcli xtrim 'aq:{gap}:events:g' MAXLEN 5 >/dev/null
+	run aq-subscribe -q gap --job g --after "$first"
+	assert_success
+	# how many were lost after the given one cannot be counted: null
+	assert_line --index 0 "{\"type\":\"gap\",\"after\":\"$first\",\"lost\":null}"
+	assert_equal "$(jq -r 'select(.type == "stdout") | .data' <<<"$output" | paste -sd' ')" "16 17 18 19 20"
+	assert_line --index 6 '{"type":"end","status":"succeeded"}'
+	# a replay from the start of a capped stream says so too
+	run aq-subscribe -q gap --job g
+	assert_line --index 0 '{"type":"gap","after":"0-0","lost":15}'
+	# a follower that already read into what is left has no gap
+	kept=$(rcli xrange 'aq:{gap}:events:g' - + COUNT 1 | head -1)
+	run aq-subscribe -q gap --job g --after "$kept"
+	refute_output --partial gap
+	assert_equal "$(jq -r 'select(.type == "stdout") | .data' <<<"$output" | paste -sd' ')" "17 18 19 20"
+	aq-enqueue -q gap --id whole '{}' >/dev/null
+	aq-worker -q gap --burst -- sh -c 'read p; seq 3' 2>/dev/null
+	run aq-subscribe -q gap --job whole
+	refute_output --partial gap
+}
+
+@test "--job: a follower slower than its job's writer, with the worker's cap, prints a gap line and every event it could read, in order" {
+	aq-enqueue -q slow --id big '{}' >/dev/null
+	aq-worker -q slow --burst -- sh -c 'read p; seq 30000' 2>/dev/null
+	run aq-subscribe -q slow --job big
+	assert_success
+	lost=$(jq -r 'select(.type == "gap") | .lost' <<<"$output")
+	got=$(jq -r 'select(.type == "stdout") | .data' <<<"$output" | wc -l)
+	echo "lost $lost, got $got" >&2
+	assert_equal "$((lost + got))" 30000
+	jq -r 'select(.type == "stdout") | .data' <<<"$output" | sort -nc
+}

@@ -33,6 +33,8 @@ struct subscriber {
 	const char *job;             /* --job */
 	int follow_queue;            /* --queue */
 	char after[STREAM_ID_MAX];   /* the last stream id printed */
+	long long seen;              /* --job: the events up to it, lost ones too */
+	int seen_known;
 	long count;                  /* --count: 0 for no limit */
 	long printed;
 	long long deadline_ms;       /* --timeout, monotonic; 0 for none */
@@ -326,25 +328,180 @@ job_status(struct subscriber *s)
 	return out;
 }
 
-/* XRANGE the stream after s->after to its end, printing each entry. */
+/* The entries ever added to a stream and those it holds, from its XINFO
+ * STREAM reply: -1 when the reply is not one (no such stream). */
+static long long
+stream_trimmed(const redisReply *info)
+{
+	long long added = -1, length = -1;
+
+	for (size_t i = 0; info->type == REDIS_REPLY_ARRAY && i + 1 < info->elements;
+	    i += 2) {
+		const redisReply *k = info->element[i], *v = info->element[i + 1];
+		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_INTEGER)
+			continue;
+		if (strcmp(k->str, "entries-added") == 0)
+			added = v->integer;
+		else if (strcmp(k->str, "length") == 0)
+			length = v->integer;
+	}
+	return added >= 0 && length >= 0 ? added - length : -1;
+}
+
+/* One read of the stream after s->after, with the stream's XINFO in the
+ * same transaction, so both see it at one moment: the EXEC reply, or NULL
+ * when the connection failed. */
+static redisReply *
+read_page(struct subscriber *s, const char *stream, const char *count)
+{
+	char from[STREAM_ID_MAX + 1];
+	const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
+	const char *info[] = {"XINFO", "STREAM", stream};
+	const char *range[] = {"XRANGE", stream, from, "+", "COUNT", count};
+	redisReply *r = NULL;
+
+	snprintf(from, sizeof from, "(%s", s->after);
+	redisAppendCommandArgv(s->redis, 1, multi, NULL);
+	redisAppendCommandArgv(s->redis, 3, info, NULL);
+	redisAppendCommandArgv(s->redis, count ? 6 : 4, range, NULL);
+	redisAppendCommandArgv(s->redis, 1, exec, NULL);
+	for (int i = 0; i < 4; i++) {
+		void *reply = NULL;
+		if (redisGetReply(s->redis, &reply) != REDIS_OK) {
+			freeReplyObject(r);
+			return NULL;
+		}
+		if (i < 3)
+			freeReplyObject(reply);
+		else
+			r = reply;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+		freeReplyObject(r);
+		return NULL;
+	}
+	return r;
+}
+
+/* "MS-SEQ": -1, 0 or 1 as a is before, at or after b. */
+static int
+cmp_stream_id(const char *a, const char *b)
+{
+	unsigned long long am = 0, as = 0, bm = 0, bs = 0;
+
+	sscanf(a, "%llu-%llu", &am, &as);
+	sscanf(b, "%llu-%llu", &bm, &bs);
+	return am != bm ? (am < bm ? -1 : 1) : as != bs ? (as < bs ? -1 : 1) : 0;
+}
+
+static void
+print_gap(struct subscriber *s, long long lost)
+{
+	jb_reset(&s->out);
+	jb_obj_begin(&s->out);
+	jb_kstr(&s->out, "type", "gap");
+	jb_kstr(&s->out, "after", s->after);
+	jb_key(&s->out, "lost");
+	if (lost >= 0)
+		jb_int(&s->out, lost);
+	else
+		jb_null(&s->out);
+	jb_obj_end(&s->out);
+	s->printed--; /* not counted as an event */
+	emit(s);
+}
+
+/*
+ * A job's event stream is capped: a follower that falls behind the cap, or
+ * replays a stream that was capped, must not skip what was trimmed in
+ * silence. It knows how many entries lie up to its position (s->seen:
+ * printed, trimmed or skipped); the stream counts the entries ever added;
+ * the trimmed ones are the first (added - length). More trimmed than seen
+ * is a gap: a line says so, and the reading goes on after it.
+ */
+static void
+note_gap(struct subscriber *s, const redisReply *info)
+{
+	long long trimmed = stream_trimmed(info);
+
+	if (trimmed < 0 || trimmed <= s->seen)
+		return;
+	print_gap(s, trimmed - s->seen);
+	s->seen = trimmed;
+}
+
+/*
+ * Where --after puts the follower: how many entries lie up to it. When it
+ * is past the first entry still held, exactly (what was added, less what
+ * lies after it). When it is before it and the stream was trimmed, the
+ * entries trimmed after it cannot be counted: that is a gap of unknown
+ * size (or none, when the given entry was the last one trimmed).
+ */
+static int
+count_seen(struct subscriber *s, const char *stream)
+{
+	redisReply *r = read_page(s, stream, NULL);
+	const redisReply *info, *rest;
+	long long added = -1, trimmed;
+	const char *first = NULL;
+
+	if (!r)
+		return -1;
+	info = r->element[0];
+	rest = r->element[1];
+	trimmed = stream_trimmed(info);
+	for (size_t i = 0; info->type == REDIS_REPLY_ARRAY && i + 1 < info->elements;
+	    i += 2) {
+		const redisReply *k = info->element[i], *v = info->element[i + 1];
+		if (k->type != REDIS_REPLY_STRING)
+			continue;
+		if (strcmp(k->str, "entries-added") == 0 && v->type == REDIS_REPLY_INTEGER)
+			added = v->integer;
+		else if (strcmp(k->str, "first-entry") == 0 &&
+		    v->type == REDIS_REPLY_ARRAY && v->elements == 2)
+			first = v->element[0]->str;
+	}
+	s->seen_known = 1;
+	if (trimmed < 0 || rest->type != REDIS_REPLY_ARRAY) {
+		s->seen = 0; /* no such stream (yet) */
+	} else if (trimmed > 0 && (!first || cmp_stream_id(s->after, first) < 0) &&
+	    rest->elements > 0) {
+		print_gap(s, -1);
+		s->seen = trimmed;
+	} else {
+		s->seen = added - (long long)rest->elements;
+	}
+	freeReplyObject(r);
+	return 0;
+}
+
+/* Read the stream after s->after to its end, printing each entry. */
 static int
 drain(struct subscriber *s, const char *stream, int events)
 {
-	char from[STREAM_ID_MAX + 1];
-
+	if (events && !s->seen_known) {
+		if (strcmp(s->after, "0-0") == 0) {
+			s->seen = 0;
+			s->seen_known = 1;
+		} else if (count_seen(s, stream) < 0) {
+			return -1;
+		}
+	}
 	for (;;) {
-		snprintf(from, sizeof from, "(%s", s->after);
-		const char *argv[] = {"XRANGE", stream, from, "+", "COUNT", READ_COUNT};
-		redisReply *r = redisCommandArgv(s->redis, 6, argv, NULL);
+		redisReply *r = read_page(s, stream, READ_COUNT);
 		if (!r)
 			return -1;
-		size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+		const redisReply *page = r->element[1];
+		if (events)
+			note_gap(s, r->element[0]);
+		size_t n = page->type == REDIS_REPLY_ARRAY ? page->elements : 0;
 		for (size_t i = 0; i < n && !done_counting(s); i++) {
-			snprintf(s->after, sizeof s->after, "%s", r->element[i]->element[0]->str);
+			snprintf(s->after, sizeof s->after, "%s", page->element[i]->element[0]->str);
+			s->seen++;
 			if (events)
-				print_event(s, r->element[i]);
+				print_event(s, page->element[i]);
 			else
-				print_log_entry(s, r->element[i]);
+				print_log_entry(s, page->element[i]);
 		}
 		freeReplyObject(r);
 		if (n < 1000 || done_counting(s))
