@@ -1,0 +1,143 @@
+#!/usr/bin/env bats
+# acl.bats: the Redis ACL users of aq(7) ACCESS CONTROL, as the page gives
+# them, hold what each role needs and no more: every tool of a role runs with
+# only its user's rights (Redis denies nothing, ACL LOG stays empty), and a
+# role is refused what is not its own. And a password is never in argv, ps
+# or a message.
+
+load helpers
+
+ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+HANDLERS=$(cd "$BATS_TEST_DIRNAME/handlers" && pwd)
+
+setup_file() { redis_start; }
+teardown_file() { redis_stop; }
+setup() {
+	cd "$BATS_TEST_TMPDIR"
+	rcli flushall >/dev/null
+	load_users
+	rcli acl log reset >/dev/null
+}
+
+# load_users: the users, as aq(7) writes them, each with its own password
+load_users() {
+	local rule user
+	mandoc -Tutf8 "$ROOT/man/aq.7" | col -bx | sed -n 's/^ *\(ACL SETUSER .*\)$/\1/p' >acl.rules
+	[ "$(wc -l <acl.rules)" = 4 ]
+	while read -r rule; do
+		user=$(awk '{ print $3 }' <<<"$rule")
+		# shellcheck disable=SC2086
+		rcli ${rule//PASSWORD/pw-$user} >/dev/null
+	done <acl.rules
+}
+teardown() {
+	local pid
+	for pid in $(cat "$BATS_TEST_TMPDIR"/*.pid 2>/dev/null); do
+		kill -KILL "$pid" 2>/dev/null
+	done
+	return 0
+}
+
+as() { # as USER CMD...: run CMD with USER's URL in the environment
+	local user=$1
+	shift
+	AQ_REDIS_URL="unix://$user:pw-$user@$REDIS_SOCK" "$@"
+}
+
+denied() { rcli acl log 50 | grep -A1 '^object$' | grep -v '^object$\|^--$' | sort -u; }
+
+@test "the enqueuer enqueues, waits, looks up, cancels and publishes; the worker runs, renews, streams, retries and hears cancels; Redis denies them nothing" {
+	as aq-enqueuer aq-enqueue -q r --id a '{"n":1}' >/dev/null
+	seq 3 | jq -c '{n: .}' | as aq-enqueuer aq-enqueue -q r >/dev/null
+	as aq-enqueuer aq-enqueue -q r --id a '{"n":1}' | grep -q '"duplicate":true'
+	as aq-enqueuer aq-enqueue -q r --id later --delay 1h '{}' >/dev/null
+	as aq-enqueuer aq-enqueue -q r --id flaky --max-attempts 2 '{"exit":75}' >/dev/null
+	as aq-enqueuer aq-cancel -q r later | grep -q '"status":"cancelled"'
+	as aq-worker aq-worker -q r --lease 1s --backoff 10ms --burst -- "$HANDLERS/record" 2>err
+	as aq-enqueuer aq-status -q r a | grep -q '"status":"succeeded"'
+	# its first attempt failed and waits for its retry
+	assert_equal "$(as aq-enqueuer aq-status -q r flaky | jq -c '[.status, .attempt]')" '["delayed",1]'
+	# a running job cancelled; line mode; a renewal or two (1 s lease)
+	as aq-enqueuer aq-enqueue -q r --id long '{"sleep":30}' >/dev/null
+	start_bg w env AQ_REDIS_URL="unix://aq-worker:pw-aq-worker@$REDIS_SOCK" \
+	    aq-worker -q r --lease 1s -- "$HANDLERS/record"
+	wait_for 100 job_is r long running
+	sleep 1.5 # renewals happen; nothing to wait for
+	as aq-enqueuer aq-cancel -q r long | grep -q cancelling
+	wait_for 100 job_is r long cancelled
+	kill -TERM "$(cat w.pid)"
+	seq 3 | jq -c '{n: .}' | as aq-enqueuer aq-enqueue -q l --wait --wait-timeout 60s >waited &
+	enq=$!
+	wait_for 100 redis_is 3 zcard 'aq:{l}:wait'
+	as aq-worker aq-worker -q l --lines --burst -- cat 2>/dev/null
+	wait "$enq"
+	assert_equal "$(jq -r .status waited | sort | uniq -c | xargs)" "3 succeeded"
+	as aq-enqueuer aq-publish --job a -q r <<<'{"note":1}'
+	as aq-enqueuer aq-publish news <<<'{"x":1}'
+	assert_equal "$(denied)" ""
+}
+
+@test "the sweeper recovers, promotes, fails the stale, forgets the dead and trims; Redis denies it nothing" {
+	aq-enqueue -q s --id old '{}' >/dev/null
+	aq-enqueue -q s --id due --delay 1ms '{}' >/dev/null
+	aq-enqueue -q s --id gone '{}' >/dev/null
+	rcli hset 'aq:{s}:job:gone' status running lease 1 attempt 1 worker dead >/dev/null
+	rcli zrem 'aq:{s}:wait' gone >/dev/null
+	rcli zadd 'aq:{s}:active' 1 gone >/dev/null
+	rcli zadd 'aq:{s}:workers' 1 dead >/dev/null
+	run as aq-sweeper aq-sweep --max-wait 1ms --retention 0
+	assert_success
+	assert_output --partial '"action":"recovered"'
+	assert_output --partial '"action":"worker_removed"'
+	assert_output --partial '"action":"failed_stale"'
+	assert_output --partial '"action":"trimmed"'
+	assert_equal "$(denied)" ""
+}
+
+@test "the monitor reads health, records and events, and may write nothing" {
+	aq-enqueue -q m --id j '{}' >/dev/null
+	aq-worker -q m --burst -- sh -c 'read p; echo hi' 2>/dev/null
+	as aq-monitor aq-health --workers >/dev/null
+	as aq-monitor aq-health --prometheus >/dev/null
+	as aq-monitor aq-status -q m j | grep -q succeeded
+	as aq-monitor aq-subscribe -q m --job j | grep -q '"type":"end"'
+	as aq-monitor aq-subscribe -q m --queue-log --after 0-0 --count 1 >/dev/null
+	start_bg sub env AQ_REDIS_URL="unix://aq-monitor:pw-aq-monitor@$REDIS_SOCK" \
+	    aq-subscribe news --count 1 --timeout 30s
+	wait_for 100 eval "[ \"\$(rcli pubsub numsub aq:chan:news | tail -1)\" = 1 ]"
+	aq-publish news <<<'{"x":1}'
+	wait_for 100 grep -q '"x":1' sub.out
+	assert_equal "$(denied)" ""
+	# but it cannot write
+	run as aq-monitor aq-enqueue -q m '{}'
+	assert_failure
+	assert_output --partial 'NOPERM'
+	run as aq-monitor aq-cancel -q m j
+	assert_failure
+	run as aq-worker aq-enqueue -q m '{}'
+	assert_failure
+	run as aq-enqueuer aq-sweep
+	assert_failure
+}
+
+@test "a password is never in argv, ps or a message: the URL comes from the environment or a file, and messages show ***" {
+	echo "unix://aq-worker:s3cret-w@$REDIS_SOCK" >url
+	rcli acl setuser aq-worker '>s3cret-w' >/dev/null
+	start_bg w aq-worker -q p --redis-url-file url -- cat
+	wait_for 100 redis_is 1 zcard 'aq:{p}:workers'
+	refute grep -q s3cret "/proc/$(cat w.pid)/cmdline"
+	refute bash -c "ps -eo args | grep -v grep | grep -q s3cret"
+	# messages: a wrong password, and a lost connection
+	run aq-enqueue -q p -u "unix://aq-enqueuer:wrong-s3cret@$REDIS_SOCK" '{}'
+	assert_failure 77
+	refute_output --partial s3cret
+	assert_output --partial '***'
+	redis_kill
+	wait_for 100 grep -q 'lost the' w.err
+	redis_run
+	load_users # a server without persistence forgets its users
+	rcli acl setuser aq-worker '>s3cret-w' >/dev/null
+	wait_for 100 grep -q 'is back' w.err
+	refute grep -q s3cret w.err
+	grep -q 'aq-worker:\*\*\*@' w.err
+}
