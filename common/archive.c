@@ -290,6 +290,20 @@ event_row(struct batch *b, struct jbuf *tmp, const char *queue, const char *id,
 	b->nevents++;
 }
 
+/* The rows of a page of job i's events (an XRANGE reply), and where the
+ * next page starts when this one was full. */
+static void
+take_page(struct batch *b, struct jbuf *tmp, const char *queue, size_t i,
+    const redisReply *r)
+{
+	for (size_t e = 0; e < r->elements; e++)
+		event_row(b, tmp, queue, b->ids[i], r->element[e]);
+	b->more[i] = r->elements == EVENTS_PAGE;
+	if (b->more[i])
+		snprintf(b->after[i], sizeof b->after[i], "(%s",
+		    r->element[r->elements - 1]->element[0]->str);
+}
+
 /* The first page of events of each finished job of b, pipelined; a job with
  * a full page has the rest read page by page. */
 static int
@@ -315,16 +329,10 @@ fetch_events(struct archiver *a, struct batch *b, struct jbuf *tmp,
 		if (redisGetReply(a->redis, &reply) != REDIS_OK)
 			return redis_failed(a, queue, what, NULL);
 		redisReply *r = reply;
-		if (r->type != REDIS_REPLY_ARRAY) {
+		if (r->type != REDIS_REPLY_ARRAY)
 			rc = redis_failed(a, queue, what, r);
-		} else {
-			for (size_t e = 0; e < r->elements && rc == 0; e++)
-				event_row(b, tmp, queue, b->ids[i], r->element[e]);
-			b->more[i] = r->elements == EVENTS_PAGE;
-			if (b->more[i])
-				snprintf(b->after[i], sizeof b->after[i], "(%s",
-				    r->element[r->elements - 1]->element[0]->str);
-		}
+		else
+			take_page(b, tmp, queue, i, r);
 		freeReplyObject(r);
 	}
 	for (size_t i = 0; i < b->n && rc == 0; i++) {
@@ -338,12 +346,7 @@ fetch_events(struct archiver *a, struct batch *b, struct jbuf *tmp,
 				freeReplyObject(r);
 				break;
 			}
-			for (size_t e = 0; e < r->elements; e++)
-				event_row(b, tmp, queue, b->ids[i], r->element[e]);
-			b->more[i] = r->elements == EVENTS_PAGE;
-			if (b->more[i])
-				snprintf(b->after[i], sizeof b->after[i], "(%s",
-				    r->element[r->elements - 1]->element[0]->str);
+			take_page(b, tmp, queue, i, r);
 			freeReplyObject(r);
 		}
 	}
