@@ -51,17 +51,17 @@ $(BUILD)/scripts.c: scripts/embed-lua.sh $(LUA) | $(BUILD)
 	sh scripts/embed-lua.sh $(LUA) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/%.o: common/%.c $(HEADERS) | $(BUILD)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/scripts.o: $(BUILD)/scripts.c common/script.h
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/libaq.a: $(COMMON)
 	$(AR) rcs $@ $(COMMON)
 
 $(BIN)/%: tools/%.c $(BUILD)/libaq.a $(HEADERS) | $(BIN)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libaq.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libaq.a $(LDLIBS)
 
 $(BUILD)/unit: tests/unit.c $(BUILD)/libaq.a $(HEADERS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libaq.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libaq.a $(LDLIBS)
 
 # What the build, the demo or the suite needs: installed as root, else named.
 deps:
@@ -106,13 +106,36 @@ lint:
 	    --inline-suppr --suppress=missingIncludeSystem -Icommon common tools tests/unit.c
 	for m in $(MAN); do mandoc -Tlint -Wwarning $$m || exit 1; done
 
+# Installs the tools, man pages, bash completion, systemd units (not enabled)
+# and examples. The units and the crontab name the tools under $(PREFIX).
+BINDIR     ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec
+DATADIR    ?= $(PREFIX)/share/aq
+COMPDIR    ?= $(PREFIX)/share/bash-completion/completions
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+at_prefix   = sed -e 's\#/usr/local/bin/\#$(BINDIR)/\#g' -e 's\#/usr/local/libexec/\#$(LIBEXECDIR)/\#g'
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7
-	install -m 755 $(addprefix $(BIN)/,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
+	    $(DESTDIR)$(COMPDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)/examples/cron \
+	    $(DESTDIR)$(DATADIR)/examples/handlers $(DESTDIR)$(DATADIR)/examples/sse
+	install -m 755 $(addprefix $(BIN)/,$(TOOLS)) $(DESTDIR)$(BINDIR)/
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
+	for t in $(TOOLS); do install -m 644 completions/aq.bash $(DESTDIR)$(COMPDIR)/$$t || exit 1; done
+	for u in examples/systemd/*; do $(at_prefix) $$u > $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; done
+	chmod 644 $(DESTDIR)$(UNITDIR)/*
+	$(at_prefix) examples/cron/aq-sweep.crontab > $(DESTDIR)$(DATADIR)/examples/cron/aq-sweep.crontab
+	install -m 755 examples/demo $(DESTDIR)$(DATADIR)/examples/
+	install -m 755 examples/handlers/* $(DESTDIR)$(DATADIR)/examples/handlers/
+	install -m 755 examples/sse/* $(DESTDIR)$(DATADIR)/examples/sse/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS)) $(addprefix $(DESTDIR)$(COMPDIR)/,$(TOOLS))
+	for m in $(MAN); do rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}; done
+	for u in examples/systemd/*; do rm -f $(DESTDIR)$(UNITDIR)/$${u##*/}; done
+	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:
 	rm -rf $(BUILD) $(BIN)
 
-.PHONY: all deps check asan demo bench fuzz lint install clean
+.PHONY: all deps check asan demo bench fuzz lint install uninstall clean
