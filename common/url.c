@@ -232,7 +232,8 @@ url_parse(const char *text, struct redis_url *u, char *err, size_t errlen)
 		return parse_unix(text + 7, u, err, errlen);
 	if (strncmp(text, "rediss://", 9) == 0)
 		return fail(err, errlen, "rediss:// (TLS) is not supported: "
-		    "the hiredis this was built with has no TLS");
+		    "the hiredis this was built with has no TLS; run stunnel "
+		    "as a TLS client and give its unix:// socket (see aq(7) TLS)");
 	return fail(err, errlen, "URL must start with redis:// or unix://");
 }
 

@@ -50,6 +50,8 @@ check() {
 	need valgrind have_cmd valgrind
 	need prometheus have_cmd promtool
 	need systemd have_cmd systemd-analyze
+	need stunnel4 have_cmd stunnel4
+	need openssl have_cmd openssl
 }
 
 # apt-get names a package once however many tests asked for it
