@@ -961,9 +961,10 @@ slot_job_done(struct slot *s)
 	uv_timer_stop(&s->lease);
 	uv_timer_stop(&s->restart);
 	if (s->dropped_events)
-		warnmsg("job %s: %lu output lines were not recorded: redis was "
-		    "out of reach for longer than %d MiB of output", s->id,
-		    s->dropped_events, HELD_MAX >> 20);
+		warnmsg("job %s: %lu output lines were not recorded: more than "
+		    "%d MiB of output waited for redis (out of reach, or slower "
+		    "than the handler writes)", s->id, s->dropped_events,
+		    HELD_MAX >> 20);
 	free(s->last);
 	s->last = NULL;
 	s->busy = 0;
