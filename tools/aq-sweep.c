@@ -25,9 +25,7 @@
 #include "redis.h"
 #include "script.h"
 
-#define QUEUES_MAX 1024
 #define RETENTION_DEFAULT_MS (24LL * 3600 * 1000)
-#define LOG_CAP_DEFAULT 100000
 #define RESTORE_GRACE_DEFAULT_MS (60LL * 1000)
 
 enum { OPT_EVERY = OPT_TOOL, OPT_MAX_WAIT, OPT_RETENTION, OPT_LOG_CAP, OPT_BATCH,
@@ -513,11 +511,12 @@ int
 main(int argc, char **argv)
 {
 	static struct sweeper s = {.every_ms = -1, .max_wait_ms = -1,
-	    .retention_ms = RETENTION_DEFAULT_MS, .log_cap = LOG_CAP_DEFAULT,
+	    .retention_ms = RETENTION_DEFAULT_MS, .log_cap = LOG_CAP_COUNT,
 	    .batch = 1000, .restore_grace_ms = RESTORE_GRACE_DEFAULT_MS};
 	int rc;
 
 	log_init(argv[0]);
+	catch_stop_signals();
 	config_init(&s.cfg);
 	parse_options(&s, argc, argv);
 	config_finish(&s.cfg);
@@ -526,7 +525,6 @@ main(int argc, char **argv)
 	    .prefix = s.cfg.prefix, .batch = s.batch,
 	    .restore_grace_ms = s.restore_grace_ms, .out = &s.out,
 	    .stop = &stop_requested};
-	catch_stop_signals();
 
 	rc = sweep_pass(&s);
 	while (s.every_ms >= 0 && !stop_requested) {
