@@ -318,7 +318,7 @@ fetch_events(struct archiver *a, struct batch *b, struct jbuf *tmp,
 		if (!b->final[i])
 			continue;
 		const char *argv[] = {"XRANGE", key, "-", "+", "COUNT", EVENTS_PAGE_S};
-		snprintf(key, sizeof key, "%sevents:%s", k->base, b->ids[i]);
+		keys_events(k, b->ids[i], key, sizeof key);
 		if (redisAppendCommandArgv(a->redis, 6, argv, NULL) != REDIS_OK)
 			return redis_failed(a, queue, what, NULL);
 	}
@@ -336,7 +336,7 @@ fetch_events(struct archiver *a, struct batch *b, struct jbuf *tmp,
 		freeReplyObject(r);
 	}
 	for (size_t i = 0; i < b->n && rc == 0; i++) {
-		snprintf(key, sizeof key, "%sevents:%s", k->base, b->ids[i]);
+		keys_events(k, b->ids[i], key, sizeof key);
 		while (b->more[i] && rc == 0) {
 			snprintf(from, sizeof from, "%s", b->after[i]);
 			const char *argv[] = {"XRANGE", key, from, "+", "COUNT", EVENTS_PAGE_S};

@@ -67,3 +67,43 @@ idline_line(char *line, size_t len, unsigned long lineno, const char *queue,
 	}
 	json_decref(doc);
 }
+
+/* What idline_each's line and idle callbacks need: the tool's own. */
+struct each_run {
+	const char *queue;
+	idline_fn *add;
+	jsonl_idle_fn idle;
+	void *ctx;
+	unsigned long *rejected;
+};
+
+static int
+each_line(char *line, size_t len, unsigned long lineno, void *ctx)
+{
+	struct each_run *r = ctx;
+
+	idline_line(line, len, lineno, r->queue, r->add, r->ctx, r->rejected);
+	return 0;
+}
+
+static void
+each_idle(void *ctx)
+{
+	struct each_run *r = ctx;
+
+	r->idle(r->ctx);
+}
+
+int
+idline_each(int argc, char **argv, int fd, size_t max_line, const char *queue,
+    idline_fn *add, jsonl_idle_fn idle, void *ctx, unsigned long *rejected)
+{
+	struct each_run r = {queue, add, idle, ctx, rejected};
+
+	if (argc == 0)
+		return jsonl_each_idle(fd, max_line, each_line,
+		    idle ? each_idle : NULL, &r, rejected) < 0 ? -1 : 0;
+	for (int i = 0; i < argc; i++)
+		add(ctx, argv[i], strlen(argv[i]), queue);
+	return 0;
+}

@@ -7,6 +7,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "jsonl.h"
+
 /* idline_check_args: exit EX_USAGE naming the first of the argc arguments
  * of argv that is not a valid id ("argument N: invalid id: ..."). */
 void idline_check_args(int argc, char **argv);
@@ -28,5 +30,15 @@ typedef void idline_fn(void *ctx, const char *id, size_t n, const char *queue);
  * *rejected. */
 void idline_line(char *line, size_t len, unsigned long lineno,
     const char *queue, idline_fn *add, void *ctx, unsigned long *rejected);
+
+/* idline_each: the driver of aq-status and aq-cancel. Passes to add each
+ * id of the argc arguments of argv (of queue) when there are any, else
+ * each id of the lines of fd (at most max_line bytes each), calling idle
+ * (when not NULL) whenever the input has nothing more yet. Bad lines are
+ * reported and counted in *rejected. Returns 0, or -1 after reporting a
+ * read error. The arguments were checked by idline_check_args. */
+int idline_each(int argc, char **argv, int fd, size_t max_line,
+    const char *queue, idline_fn *add, jsonl_idle_fn idle, void *ctx,
+    unsigned long *rejected);
 
 #endif

@@ -1,28 +1,44 @@
 /* keys.c: build the key names of one queue. */
 #include "keys.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+
+/* The keys of a queue: each is the base ("P:{Q}:") and its suffix. */
+static const struct {
+	size_t at;
+	const char *suffix;
+} queue_keys[] = {
+	{offsetof(struct keys, job), "job:"},
+	{offsetof(struct keys, events), "events:"},
+	{offsetof(struct keys, worker), "worker:"},
+	{offsetof(struct keys, wait), "wait"},
+	{offsetof(struct keys, delayed), "delayed"},
+	{offsetof(struct keys, active), "active"},
+	{offsetof(struct keys, wake), "wake"},
+	{offsetof(struct keys, log), "log"},
+	{offsetof(struct keys, stats), "stats"},
+	{offsetof(struct keys, seq), "seq"},
+	{offsetof(struct keys, workers), "workers"},
+	{offsetof(struct keys, cancel), "cancel"},
+	{offsetof(struct keys, done), "done"},
+	{offsetof(struct keys, ledger), "ledger"},
+	{offsetof(struct keys, unarchived), "unarchived"},
+};
 
 void
 keys_init(struct keys *k, const char *prefix, const char *queue)
 {
+	char base[KEY_BASE_MAX];
+
 	memset(k, 0, sizeof *k);
-	snprintf(k->base, sizeof k->base, "%s:{%s}:", prefix, queue);
-	snprintf(k->job, sizeof k->job, "%sjob:", k->base);
-	snprintf(k->wait, sizeof k->wait, "%swait", k->base);
-	snprintf(k->delayed, sizeof k->delayed, "%sdelayed", k->base);
-	snprintf(k->active, sizeof k->active, "%sactive", k->base);
-	snprintf(k->wake, sizeof k->wake, "%swake", k->base);
-	snprintf(k->log, sizeof k->log, "%slog", k->base);
-	snprintf(k->stats, sizeof k->stats, "%sstats", k->base);
-	snprintf(k->seq, sizeof k->seq, "%sseq", k->base);
-	snprintf(k->workers, sizeof k->workers, "%sworkers", k->base);
-	snprintf(k->cancel, sizeof k->cancel, "%scancel", k->base);
-	snprintf(k->done, sizeof k->done, "%sdone", k->base);
+	snprintf(base, sizeof base, "%s:{%s}:", prefix, queue);
+	memcpy(k->base, base, sizeof base);
+	for (size_t i = 0; i < sizeof queue_keys / sizeof queue_keys[0]; i++)
+		snprintf((char *)k + queue_keys[i].at, KEY_MAX, "%s%s", base,
+		    queue_keys[i].suffix);
 	snprintf(k->queues, sizeof k->queues, "%s:queues", prefix);
-	snprintf(k->ledger, sizeof k->ledger, "%sledger", k->base);
-	snprintf(k->unarchived, sizeof k->unarchived, "%sunarchived", k->base);
 }
 
 int
@@ -34,4 +50,25 @@ keys_script_argv(const struct keys *k, const char **argv)
 	for (int i = 0; i < KEYS_SCRIPT; i++)
 		argv[i] = keys[i];
 	return KEYS_SCRIPT;
+}
+
+char *
+keys_events(const struct keys *k, const char *id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", k->events, id);
+	return buf;
+}
+
+char *
+keys_worker(const struct keys *k, const char *id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", k->worker, id);
+	return buf;
+}
+
+char *
+keys_channel(const char *prefix, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s:chan:%s", prefix, name);
+	return buf;
 }

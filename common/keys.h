@@ -5,10 +5,20 @@
 
 #include "id.h"
 
+#include <stddef.h>
+
 /* Entries kept in a queue's log stream (XADD MAXLEN ~), and in a job's
- * event stream. */
-#define LOG_CAP "100000"
-#define EVENTS_CAP "10000"
+ * event stream: as numbers, and as the strings the commands take. */
+#define LOG_CAP_COUNT 100000
+#define EVENTS_CAP_COUNT 10000
+#define KEYS_STR_(x) #x
+#define KEYS_STR(x) KEYS_STR_(x)
+#define LOG_CAP KEYS_STR(LOG_CAP_COUNT)
+#define EVENTS_CAP KEYS_STR(EVENTS_CAP_COUNT)
+
+/* The most queues one tool handles at once (aq-sweep, aq-health: -q, or
+ * the members of PREFIX:queues). */
+#define QUEUES_MAX 1024
 
 #define KEY_BASE_MAX (PREFIX_MAX + QUEUE_MAX + 8) /* "P:{Q}:" */
 #define KEY_MAX (KEY_BASE_MAX + 16)
@@ -16,6 +26,8 @@
 struct keys {
 	char base[KEY_BASE_MAX];    /* "aq:{q}:" */
 	char job[KEY_MAX];     /* "aq:{q}:job:" (the id follows) */
+	char events[KEY_MAX];  /* "aq:{q}:events:" (a job id follows): stream */
+	char worker[KEY_MAX];  /* "aq:{q}:worker:" (a worker id follows): hash */
 	char wait[KEY_MAX];    /* sorted set: ready jobs by priority, then FIFO */
 	char delayed[KEY_MAX]; /* sorted set: jobs by due time (ms) */
 	char active[KEY_MAX];  /* sorted set: running jobs by lease expiry (ms) */
@@ -35,6 +47,17 @@ struct keys {
 
 /* keys_init: the key names of queue under prefix (both already validated). */
 void keys_init(struct keys *k, const char *prefix, const char *queue);
+
+/* keys_events, keys_worker: the name of job id's event stream, of worker
+ * id's hash, in buf (len bytes, KEY_MAX + ID_MAX is enough); returns buf. */
+char *keys_events(const struct keys *k, const char *id, char *buf, size_t len);
+char *keys_worker(const struct keys *k, const char *id, char *buf, size_t len);
+
+/* keys_channel: the Redis channel of aq-publish's channel name,
+ * "PREFIX:chan:NAME", in buf; returns buf. KEYS_CHANNEL_EXTRA is what it
+ * adds to the name besides the prefix. */
+#define KEYS_CHANNEL_EXTRA 6 /* ":chan:" */
+char *keys_channel(const char *prefix, const char *name, char *buf, size_t len);
 
 /* The number of keys keys_script_argv gives. */
 #define KEYS_SCRIPT 9

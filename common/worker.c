@@ -577,7 +577,7 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	b.lens[7] = strlen(callno);
 	cut_lines(s, is_err, l, n < 0, &b);
 	snprintf(jobkey, sizeof jobkey, "%s%s", s->w->keys.job, s->id);
-	snprintf(evkey, sizeof evkey, "%sevents:%s", s->w->keys.base, s->id);
+	keys_events(&s->w->keys, s->id, evkey, sizeof evkey);
 	if ((b.argc - 8) / 2 > 0)
 		s->event_calls++;
 	send_events(s, &b, jobkey, evkey);
@@ -1591,7 +1591,7 @@ send_renew(struct worker *w)
 	for (size_t i = 0; i < w->nahead; i++)
 		add_held(c, w->ahead[i].id, w->ahead[i].token);
 	snprintf(ttl, sizeof ttl, "%lld", (long long)w->o->lease_ms);
-	snprintf(whash, sizeof whash, "%sworker:%s", w->keys.base, w->o->worker_id);
+	keys_worker(&w->keys, w->o->worker_id, whash, sizeof whash);
 	int argc = 3 + KEYS_SCRIPT + 1 + 10 + 2 * c->n;
 	const char **argv = xcalloc((size_t)argc, sizeof *argv);
 	size_t *lens = xcalloc((size_t)argc, sizeof *lens);
@@ -1879,7 +1879,7 @@ unregister(struct worker *w)
 
 	if (!c)
 		return;
-	snprintf(whash, sizeof whash, "%sworker:%s", w->keys.base, w->o->worker_id);
+	keys_worker(&w->keys, w->o->worker_id, whash, sizeof whash);
 	const char *zrem[] = {"ZREM", w->keys.workers, w->o->worker_id};
 	const char *del[] = {"DEL", whash};
 	redisAppendCommandArgv(c, 3, zrem, NULL);

@@ -17,6 +17,7 @@
 #include "json.h"
 #include "jsonl.h"
 #include "keys.h"
+#include "script.h"
 #include "log.h"
 #include "url.h"
 
@@ -1411,6 +1412,99 @@ test_keys_short(void)
 	check_str(k.stats, "aq:{q}:stats", "keys_init: stats");
 	check_str(k.seq, "aq:{q}:seq", "keys_init: seq");
 	check_str(k.queues, "aq:queues", "keys_init: queues");
+	check_str(k.events, "aq:{q}:events:", "keys_init: events");
+	check_str(k.worker, "aq:{q}:worker:", "keys_init: worker");
+}
+
+/* lua_key: in lib.lua's queue_keys (as embedded in every script), the
+ * text after "NAME = " up to the next ',' or '}', without spaces: "KEYS[3]"
+ * or "base .. 'events:'"; "" when NAME is not there. */
+static const char *
+lua_key(const char *name, char *buf, size_t len)
+{
+	const char *src = strstr(script_work.source, "local function queue_keys(base)");
+	char pat[64];
+	const char *at, *end;
+	size_t n = 0;
+
+	buf[0] = '\0';
+	if (!src)
+		return buf;
+	snprintf(pat, sizeof pat, "%s = ", name);
+	for (at = strstr(src, pat); at && at[-1] != ' ' && at[-1] != '{';)
+		at = strstr(at + 1, pat);
+	if (!at || at > strstr(src, "\nend"))
+		return buf;
+	at += strlen(pat);
+	end = at + strcspn(at, ",}");
+	for (; at < end && n + 1 < len; at++)
+		if (*at != ' ' && *at != '\n')
+			buf[n++] = *at;
+	buf[n] = '\0';
+	return buf;
+}
+
+static void
+test_keys_match_lib_lua(void)
+{
+	struct keys k = {0};
+	const char *argv[KEYS_SCRIPT];
+	const struct { const char *name, *c; } by_name[] = {
+		{"wait", k.wait}, {"delayed", k.delayed}, {"active", k.active},
+		{"stats", k.stats}, {"log", k.log}, {"seq", k.seq},
+		{"wake", k.wake}, {"done", k.done}, {"workers", k.workers},
+	};
+	const struct { const char *name, *c; } derived[] = {
+		{"job", k.job}, {"events", k.events}, {"worker", k.worker},
+		{"ledger", k.ledger}, {"unarchived", k.unarchived},
+	};
+	char lua[128], want[128];
+	int bad = 0;
+
+	keys_init(&k, "aq", "q");
+	check(keys_script_argv(&k, argv) == KEYS_SCRIPT &&
+	    sizeof by_name / sizeof by_name[0] == KEYS_SCRIPT,
+	    "keys_script_argv gives KEYS_SCRIPT keys, lib.lua names as many");
+	/* KEYS[i] in lib.lua is the key keys_script_argv puts at i - 1 */
+	for (int i = 0; i < KEYS_SCRIPT; i++) {
+		snprintf(want, sizeof want, "KEYS[%d]", i + 1);
+		lua_key(by_name[i].name, lua, sizeof lua);
+		if (strcmp(lua, want) != 0 || strcmp(argv[i], by_name[i].c) != 0) {
+			bad++;
+			printf("#   %s: lib.lua has %s, C puts %s at %d\n",
+			    by_name[i].name, lua, argv[i], i + 1);
+		}
+	}
+	check(bad == 0, "lib.lua's queue_keys takes KEYS in keys_script_argv's order");
+	/* the keys lib.lua derives from the base are the ones keys_init builds */
+	bad = 0;
+	for (size_t i = 0; i < sizeof derived / sizeof derived[0]; i++) {
+		lua_key(derived[i].name, lua, sizeof lua);
+		snprintf(want, sizeof want, "base..'%s'", derived[i].c + strlen(k.base));
+		if (strcmp(lua, want) != 0) {
+			bad++;
+			printf("#   %s: lib.lua has %s, C has %s\n", derived[i].name,
+			    lua, derived[i].c);
+		}
+	}
+	check(bad == 0, "lib.lua's job, events, worker, ledger and unarchived keys are keys_init's");
+}
+
+static void
+test_keys_of_ids(void)
+{
+	struct keys k = {0};
+	char buf[KEY_MAX + ID_MAX];
+
+	keys_init(&k, "aq", "q");
+	check_str(keys_events(&k, "j1", buf, sizeof buf), "aq:{q}:events:j1", "keys_events");
+	check_str(keys_worker(&k, "h:1", buf, sizeof buf), "aq:{q}:worker:h:1", "keys_worker");
+	check_str(keys_channel("aq", "news", buf, sizeof buf), "aq:chan:news", "keys_channel");
+	check(strlen("aq:chan:news") == strlen("aq") + KEYS_CHANNEL_EXTRA + strlen("news"),
+	    "KEYS_CHANNEL_EXTRA is what keys_channel adds");
+	check(strcmp(LOG_CAP, "100000") == 0 && strcmp(EVENTS_CAP, "10000") == 0 &&
+	    LOG_CAP_COUNT == 100000 && EVENTS_CAP_COUNT == 10000,
+	    "the caps as numbers and as strings agree");
 }
 
 static void
@@ -1658,6 +1752,8 @@ main(void)
 
 	test_keys_short();
 	test_keys_longest_not_truncated();
+	test_keys_match_lib_lua();
+	test_keys_of_ids();
 	test_job_record_order_and_forms();
 	test_job_record_minimal();
 	test_job_record_bad_values();

@@ -13,7 +13,6 @@
 #include "idline.h"
 #include "job.h"
 #include "json.h"
-#include "jsonl.h"
 #include "keys.h"
 #include "log.h"
 #include "redis.h"
@@ -114,10 +113,12 @@ flush_batch(struct cancel_run *s)
 	s->n = 0;
 }
 
-/* Queue an id for cancelling; a batch holds consecutive ids of one queue. */
+/* idline_fn: queue an id for cancelling; a batch holds consecutive ids of
+ * one queue. */
 static void
-add_target(struct cancel_run *s, const char *id, size_t n, const char *queue)
+add_target(void *ctx, const char *id, size_t n, const char *queue)
 {
+	struct cancel_run *s = ctx;
 	struct target *t;
 
 	if (s->n > 0 && strcmp(s->batch[0].queue, queue) != 0)
@@ -128,22 +129,6 @@ add_target(struct cancel_run *s, const char *id, size_t n, const char *queue)
 	snprintf(t->queue, sizeof t->queue, "%s", queue);
 	if (s->n == CANCEL_BATCH)
 		flush_batch(s);
-}
-
-/* idline_fn: take an id for the batch */
-static void
-take_id(void *ctx, const char *id, size_t n, const char *queue)
-{
-	add_target(ctx, id, n, queue);
-}
-
-static int
-on_line(char *line, size_t len, unsigned long lineno, void *ctx)
-{
-	struct cancel_run *s = ctx;
-
-	idline_line(line, len, lineno, s->cfg.queue, take_id, s, &s->rejected);
-	return 0;
 }
 
 /* Nothing more to read yet: cancel what is held now, not when 256 ids or
@@ -169,13 +154,9 @@ main(int argc, char **argv)
 	idline_check_args(argc, argv);
 	s.redis = redis_connect(&s.cfg.redis);
 
-	if (argc > 0) {
-		for (int i = 0; i < argc; i++)
-			add_target(&s, argv[i], strlen(argv[i]), s.cfg.queue);
-	} else if (jsonl_each_idle(STDIN_FILENO, s.cfg.max_line, on_line,
-	    on_idle, &s, &s.rejected) < 0) {
+	if (idline_each(argc, argv, STDIN_FILENO, s.cfg.max_line, s.cfg.queue,
+	    add_target, on_idle, &s, &s.rejected) < 0)
 		rc = EX_IOERR;
-	}
 	flush_batch(&s);
 	if (rc == 0)
 		rc = s.rejected ? EX_DATAERR : s.unsettled ? 1 : 0;

@@ -20,7 +20,6 @@
 #include "redis.h"
 #include "script.h"
 
-#define QUEUES_MAX 1024
 #define ALERTS_MAX 64
 
 enum level { OK, WARNING, CRITICAL, UNKNOWN };
@@ -241,7 +240,7 @@ read_workers(struct health *h, struct figures *f)
 	f->worker_info = xcalloc(f->worker_list->elements + 1, sizeof *f->worker_info);
 	for (size_t i = 0; i < f->worker_list->elements; i++) {
 		const char *hget[] = {"HGETALL", key};
-		snprintf(key, sizeof key, "%sworker:%s", k.base, f->worker_list->element[i]->str);
+		keys_worker(&k, f->worker_list->element[i]->str, key, sizeof key);
 		if (!(f->worker_info[i] = ask(h, 2, hget)))
 			return;
 	}

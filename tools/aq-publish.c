@@ -15,7 +15,6 @@
 #include "redis.h"
 
 #define PIPELINE 256
-#define EVENTS_CAP "10000"
 
 enum { OPT_JOB = OPT_TOOL };
 
@@ -152,9 +151,9 @@ main(int argc, char **argv)
 	config_finish(&p.cfg);
 	keys_init(&p.keys, p.cfg.prefix, p.cfg.queue);
 	if (p.job)
-		snprintf(p.target, sizeof p.target, "%sevents:%s", p.keys.base, p.job);
+		keys_events(&p.keys, p.job, p.target, sizeof p.target);
 	else
-		snprintf(p.target, sizeof p.target, "%s:chan:%s", p.cfg.prefix, argv[optind]);
+		keys_channel(p.cfg.prefix, argv[optind], p.target, sizeof p.target);
 	p.redis = redis_connect(&p.cfg.redis);
 	if (p.job)
 		require_job(&p);

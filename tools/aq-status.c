@@ -13,7 +13,6 @@
 #include "idline.h"
 #include "job.h"
 #include "json.h"
-#include "jsonl.h"
 #include "keys.h"
 #include "ledger.h"
 #include "log.h"
@@ -128,9 +127,11 @@ flush_batch(struct status_run *s)
 	s->n = 0;
 }
 
+/* idline_fn: queue an id for looking up */
 static void
-add_lookup(struct status_run *s, const char *id, size_t n, const char *queue)
+add_lookup(void *ctx, const char *id, size_t n, const char *queue)
 {
+	struct status_run *s = ctx;
 	struct lookup *l = &s->batch[s->n++];
 
 	memcpy(l->id, id, n);
@@ -138,22 +139,6 @@ add_lookup(struct status_run *s, const char *id, size_t n, const char *queue)
 	snprintf(l->queue, sizeof l->queue, "%s", queue);
 	if (s->n == LOOKUP_BATCH)
 		flush_batch(s);
-}
-
-/* idline_fn: take an id for the batch */
-static void
-take_id(void *ctx, const char *id, size_t n, const char *queue)
-{
-	add_lookup(ctx, id, n, queue);
-}
-
-static int
-on_line(char *line, size_t len, unsigned long lineno, void *ctx)
-{
-	struct status_run *s = ctx;
-
-	idline_line(line, len, lineno, s->cfg.queue, take_id, s, &s->rejected);
-	return 0;
 }
 
 int
@@ -172,13 +157,9 @@ main(int argc, char **argv)
 	idline_check_args(argc, argv);
 	s.redis = redis_connect(&s.cfg.redis);
 
-	if (argc > 0) {
-		for (int i = 0; i < argc; i++)
-			add_lookup(&s, argv[i], strlen(argv[i]), s.cfg.queue);
-	} else if (jsonl_each(STDIN_FILENO, s.cfg.max_line, on_line, &s,
-	    &s.rejected) < 0) {
+	if (idline_each(argc, argv, STDIN_FILENO, s.cfg.max_line, s.cfg.queue,
+	    add_lookup, NULL, &s, &s.rejected) < 0)
 		rc = EX_IOERR;
-	}
 	flush_batch(&s);
 	if (rc == 0)
 		rc = s.rejected ? EX_DATAERR : s.unknown ? 1 : 0;

@@ -144,7 +144,7 @@ lost_connection(struct subscriber *s, const char *what)
 static void
 print_message(struct subscriber *s, const redisReply *r)
 {
-	size_t base = strlen(s->cfg.prefix) + 6; /* "PREFIX:chan:" */
+	size_t base = strlen(s->cfg.prefix) + KEYS_CHANNEL_EXTRA;
 	int pm = r->elements == 4;
 	const redisReply *chan = r->element[pm ? 2 : 1], *data = r->element[pm ? 3 : 2];
 
@@ -173,11 +173,12 @@ subscribe_all(struct subscriber *s)
 		die(EX_OSERR, "out of memory");
 	argv[0] = s->pattern ? "PSUBSCRIBE" : "SUBSCRIBE";
 	for (int i = 0; i < s->nchannels; i++) {
-		size_t n = strlen(s->cfg.prefix) + strlen(s->channels[i]) + 8;
+		size_t n = strlen(s->cfg.prefix) + KEYS_CHANNEL_EXTRA +
+		    strlen(s->channels[i]) + 1;
 		names[i] = malloc(n);
 		if (!names[i])
 			die(EX_OSERR, "out of memory");
-		snprintf(names[i], n, "%s:chan:%s", s->cfg.prefix, s->channels[i]);
+		keys_channel(s->cfg.prefix, s->channels[i], names[i], n);
 		argv[i + 1] = names[i];
 	}
 	if (redisAppendCommandArgv(s->redis, s->nchannels + 1, argv, NULL) != REDIS_OK)
@@ -614,7 +615,7 @@ follow_job(struct subscriber *s)
 	char *status = NULL;
 	int check = 1, rc;
 
-	snprintf(events, sizeof events, "%sevents:%s", s->keys.base, s->job);
+	keys_events(&s->keys, s->job, events, sizeof events);
 	for (;;) {
 		if (!logid[0] && log_tail(s, logid) < 0)
 			goto reconnect;

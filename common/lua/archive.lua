@@ -7,7 +7,7 @@
 -- Returns {entries acknowledged, jobs made trimmable}.
 local Q = queue_keys(ARGV[1])
 local group, n = ARGV[2], tonumber(ARGV[3])
-local unarchived = Q.base .. 'unarchived'
+local unarchived = Q.unarchived
 
 local acked = 0
 if n > 0 then

@@ -46,4 +46,4 @@ end
 return {redis.call('ZCARD', Q.wait), redis.call('ZCARD', Q.delayed),
   redis.call('ZCARD', Q.active), redis.call('ZCOUNT', Q.workers, now, '+inf'),
   oldest_age(), now, redis.call('HGETALL', Q.stats),
-  redis.call('ZCARD', Q.base .. 'unarchived'), archive_lag()}
+  redis.call('ZCARD', Q.unarchived), archive_lag()}

@@ -55,7 +55,9 @@ end
 local function queue_keys(base)
   return {wait = KEYS[1], delayed = KEYS[2], active = KEYS[3], stats = KEYS[4],
     log = KEYS[5], seq = KEYS[6], wake = KEYS[7], done = KEYS[8],
-    workers = KEYS[9], base = base, job = base .. 'job:'}
+    workers = KEYS[9], base = base, job = base .. 'job:',
+    events = base .. 'events:', worker = base .. 'worker:',
+    ledger = base .. 'ledger', unarchived = base .. 'unarchived'}
 end
 
 -- Where a finished job goes: the done set orders finished jobs by time, so
@@ -65,8 +67,8 @@ end
 -- nothing is trimmed before the ledger has it.
 local function finished_set(Q)
   if Q.finished == nil then
-    if redis.call('EXISTS', Q.base .. 'ledger') == 1 then
-      Q.finished = Q.base .. 'unarchived'
+    if redis.call('EXISTS', Q.ledger) == 1 then
+      Q.finished = Q.unarchived
     else
       Q.finished = Q.done
     end

@@ -67,7 +67,7 @@ local function remove_dead_workers()
   local dead = redis.call('ZRANGEBYSCORE', Q.workers, '-inf', now, 'LIMIT', 0, limit)
   for _, w in ipairs(dead) do
     redis.call('ZREM', Q.workers, w)
-    redis.call('DEL', Q.base .. 'worker:' .. w)
+    redis.call('DEL', Q.worker .. w)
     out[#out + 1] = w
   end
   looked = #dead
@@ -76,7 +76,7 @@ end
 local function trim_finished(retention)
   local old = redis.call('ZRANGEBYSCORE', Q.done, '-inf', now - retention, 'LIMIT', 0, limit)
   for _, id in ipairs(old) do
-    redis.call('DEL', Q.job .. id, Q.base .. 'events:' .. id)
+    redis.call('DEL', Q.job .. id, Q.events .. id)
     redis.call('ZREM', Q.done, id)
     out[#out + 1] = id
   end
