@@ -3,6 +3,7 @@
 #include "archive.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,8 @@
 #include "script.h"
 
 #define LOG_READ_COUNT "100"   /* log entries per read (each names many jobs) */
-#define EVENTS_PAGE 1000       /* event entries per XRANGE */
-#define EVENTS_PAGE_S "1000"
+#define EVENTS_PAGE 100        /* event entries per XRANGE */
+#define EVENTS_PAGE_S "100"
 #define RESTORE_FIELDS 9       /* per job, see restore.lua */
 
 /* The jobs of one batch, and what Redis holds of them. */
@@ -190,9 +191,18 @@ field_of(const redisReply *hash, const char *name)
 	return NULL;
 }
 
-/* A whole number stored by the scripts; anything else goes in as NULL. */
+/* The columns' ranges: PostgreSQL's integer, and epoch milliseconds of
+ * the years 1 to 9999 for the times (to_timestamp takes no more). */
+#define INT_COLUMN INT32_MIN, INT32_MAX
+#define BIGINT_COLUMN INT64_MIN, INT64_MAX
+#define MS_COLUMN -62135596800000LL, 253402300799999LL
+
+/* A whole number stored by the scripts; anything else (a hash written by
+ * hand), or one out of its column's range, goes in as NULL: one bad record
+ * must not stop the archive of every other. */
 static void
-copy_stored_int(struct copybuf *c, const redisReply *v)
+copy_stored_int(struct copybuf *c, const redisReply *v, long long min,
+    long long max)
 {
 	char *end;
 	long long n;
@@ -203,7 +213,7 @@ copy_stored_int(struct copybuf *c, const redisReply *v)
 	}
 	errno = 0;
 	n = strtoll(v->str, &end, 10);
-	if (errno || end == v->str || *end)
+	if (errno || end == v->str || *end || n < min || n > max)
 		copy_null(c);
 	else
 		copy_int(c, n);
@@ -241,8 +251,13 @@ job_row(struct batch *b, struct jbuf *tmp, const char *queue, const char *id,
     const redisReply *h)
 {
 	struct copybuf *c = &b->jobs;
-	static const char *const ints[] = {"priority", "max_attempts", "timeout_ms",
-	    "run_at", "attempt", "created", "started", "finished"};
+	static const struct {
+		const char *name;
+		long long min, max;
+	} ints[] = {{"priority", INT_COLUMN}, {"max_attempts", INT_COLUMN},
+	    {"timeout_ms", BIGINT_COLUMN}, {"run_at", MS_COLUMN},
+	    {"attempt", INT_COLUMN}, {"created", MS_COLUMN},
+	    {"started", MS_COLUMN}, {"finished", MS_COLUMN}};
 	const redisReply *payload = field_of(h, "payload");
 
 	copy_text(c, queue, strlen(queue));
@@ -253,9 +268,9 @@ job_row(struct batch *b, struct jbuf *tmp, const char *queue, const char *id,
 	else
 		copy_text(c, "null", 4);
 	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-		copy_stored_int(c, field_of(h, ints[i]));
+		copy_stored_int(c, field_of(h, ints[i].name), ints[i].min, ints[i].max);
 	copy_stored_text(c, field_of(h, "worker"));
-	copy_stored_int(c, field_of(h, "exit_code"));
+	copy_stored_int(c, field_of(h, "exit_code"), INT_COLUMN);
 	copy_stored_json(c, tmp, field_of(h, "result"));
 	copy_stored_text(c, field_of(h, "error"));
 	copy_row_end(c);
@@ -280,7 +295,7 @@ event_row(struct batch *b, struct jbuf *tmp, const char *queue, const char *id,
 	copy_text(c, id, strlen(id));
 	copy_int(c, (int64_t)ms);
 	copy_int(c, (int64_t)seq);
-	copy_stored_int(c, field_of(e->element[1], "attempt"));
+	copy_stored_int(c, field_of(e->element[1], "attempt"), INT_COLUMN);
 	copy_text(c, type ? type->str : "event", type ? type->len : 5);
 	if (data)
 		copy_stored_json(c, tmp, data);
@@ -304,17 +319,55 @@ take_page(struct batch *b, struct jbuf *tmp, const char *queue, size_t i,
 		    r->element[r->elements - 1]->element[0]->str);
 }
 
-/* The first page of events of each finished job of b, pipelined; a job with
- * a full page has the rest read page by page. */
-static int
-fetch_events(struct archiver *a, struct batch *b, struct jbuf *tmp,
-    const struct keys *k, const char *queue)
+/* What a transaction holds in memory at most, roughly: a batch of job
+ * records ends before its records pass ARCHIVE_BATCH_BYTES (one record at
+ * least), and events go to PostgreSQL (COPY, inside the transaction) each
+ * time EVENTS_FLUSH_BYTES of them are read. Records are read HASH_GROUP
+ * at a time, the first pages of events EVENTS_GROUP jobs at a time, pages
+ * of EVENTS_PAGE events: with lines of the default 1 MiB at most, never
+ * more than about 64 MiB (and for what jobs hold, far less). */
+#define ARCHIVE_BATCH_BYTES (16 << 20)
+#define EVENTS_FLUSH_BYTES (8 << 20)
+#define HASH_GROUP 16
+#define EVENTS_GROUP 4
+
+/* The bytes of a reply's strings (a hash, an XRANGE page). */
+static size_t
+reply_bytes(const redisReply *r)
 {
-	char key[KEY_MAX + ID_MAX], from[64];
+	size_t n = r->type == REDIS_REPLY_STRING ? r->len : 0;
+
+	if (r->type == REDIS_REPLY_ARRAY)
+		for (size_t i = 0; i < r->elements; i++)
+			n += reply_bytes(r->element[i]);
+	return n;
+}
+
+/* Send the events written so far to the temporary table, in the open
+ * transaction, and empty the buffer. */
+static int
+flush_events(struct archiver *a, struct batch *b, const char *queue)
+{
+	if (b->events.len == 0)
+		return 0;
+	if (ledger_copy(a->ledger, "copying events", "COPY archive_events FROM STDIN",
+	    &b->events) < 0)
+		return ledger_failed(a, queue);
+	copy_reset(&b->events);
+	return 0;
+}
+
+/* The first page of events of the finished jobs among b's [from, to),
+ * pipelined. */
+static int
+first_pages(struct archiver *a, struct batch *b, struct jbuf *tmp,
+    const struct keys *k, const char *queue, size_t from, size_t to)
+{
+	char key[KEY_MAX + ID_MAX];
 	const char *what = "reading the events of finished jobs";
 	int rc = 0;
 
-	for (size_t i = 0; i < b->n; i++) {
+	for (size_t i = from; i < to; i++) {
 		if (!b->final[i])
 			continue;
 		const char *argv[] = {"XRANGE", key, "-", "+", "COUNT", EVENTS_PAGE_S};
@@ -322,7 +375,7 @@ fetch_events(struct archiver *a, struct batch *b, struct jbuf *tmp,
 		if (redisAppendCommandArgv(a->redis, 6, argv, NULL) != REDIS_OK)
 			return redis_failed(a, queue, what, NULL);
 	}
-	for (size_t i = 0; i < b->n; i++) {
+	for (size_t i = from; i < to; i++) {
 		void *reply = NULL;
 		if (!b->final[i])
 			continue;
@@ -331,56 +384,107 @@ fetch_events(struct archiver *a, struct batch *b, struct jbuf *tmp,
 		redisReply *r = reply;
 		if (r->type != REDIS_REPLY_ARRAY)
 			rc = redis_failed(a, queue, what, r);
-		else
+		else if (rc == 0)
 			take_page(b, tmp, queue, i, r);
 		freeReplyObject(r);
-	}
-	for (size_t i = 0; i < b->n && rc == 0; i++) {
-		keys_events(k, b->ids[i], key, sizeof key);
-		while (b->more[i] && rc == 0) {
-			snprintf(from, sizeof from, "%s", b->after[i]);
-			const char *argv[] = {"XRANGE", key, from, "+", "COUNT", EVENTS_PAGE_S};
-			redisReply *r = redisCommandArgv(a->redis, 6, argv, NULL);
-			if (!r || r->type != REDIS_REPLY_ARRAY) {
-				rc = redis_failed(a, queue, what, r);
-				freeReplyObject(r);
-				break;
-			}
-			take_page(b, tmp, queue, i, r);
-			freeReplyObject(r);
-		}
 	}
 	return rc;
 }
 
-/* HGETALL every job of b in one round trip; the events of the finished
- * ones; their COPY rows. */
+/* The pages after the first of job i's events, one at a time. */
+static int
+more_pages(struct archiver *a, struct batch *b, struct jbuf *tmp,
+    const struct keys *k, const char *queue, size_t i)
+{
+	char key[KEY_MAX + ID_MAX], from[64];
+	int rc = 0;
+
+	keys_events(k, b->ids[i], key, sizeof key);
+	while (b->more[i] && rc == 0) {
+		snprintf(from, sizeof from, "%s", b->after[i]);
+		const char *argv[] = {"XRANGE", key, from, "+", "COUNT", EVENTS_PAGE_S};
+		redisReply *r = redisCommandArgv(a->redis, 6, argv, NULL);
+		if (!r || r->type != REDIS_REPLY_ARRAY) {
+			rc = redis_failed(a, queue, "reading the events of finished jobs", r);
+			freeReplyObject(r);
+			break;
+		}
+		take_page(b, tmp, queue, i, r);
+		freeReplyObject(r);
+		if (b->events.len >= EVENTS_FLUSH_BYTES)
+			rc = flush_events(a, b, queue);
+	}
+	return rc;
+}
+
+/* Every event of the finished jobs of b into the temporary table, inside
+ * the open transaction. */
+static int
+copy_events(struct archiver *a, struct batch *b, const struct keys *k,
+    const char *queue)
+{
+	struct jbuf tmp = {0};
+	int rc = 0;
+
+	for (size_t from = 0; from < b->n && rc == 0; from += EVENTS_GROUP) {
+		size_t to = b->n - from > EVENTS_GROUP ? from + EVENTS_GROUP : b->n;
+		rc = first_pages(a, b, &tmp, k, queue, from, to);
+		for (size_t i = from; i < to && rc == 0; i++)
+			rc = more_pages(a, b, &tmp, k, queue, i);
+		if (rc == 0 && b->events.len >= EVENTS_FLUSH_BYTES)
+			rc = flush_events(a, b, queue);
+	}
+	if (rc == 0)
+		rc = flush_events(a, b, queue);
+	jb_free(&tmp);
+	return rc;
+}
+
+/* Keep the first n jobs of b (the others wait for the next batch). */
+static void
+batch_truncate(struct batch *b, size_t n)
+{
+	for (size_t i = n; i < b->n; i++)
+		free(b->ids[i]);
+	b->n = n;
+}
+
+/* HGETALL the jobs of b, HASH_GROUP per round trip, until their records
+ * pass ARCHIVE_BATCH_BYTES: b keeps the jobs read; their COPY rows. */
 static int
 fetch_jobs(struct archiver *a, struct batch *b, const struct keys *k,
     const char *queue)
 {
+	const char *what = "reading jobs to archive";
 	char key[KEY_MAX + ID_MAX];
 	struct jbuf tmp = {0};
+	size_t bytes = 0, read = 0;
 	int rc = 0;
 
 	b->hashes = xcalloc(b->n, sizeof *b->hashes);
 	b->final = xcalloc(b->n, sizeof *b->final);
 	b->more = xcalloc(b->n, sizeof *b->more);
 	b->after = xcalloc(b->n, sizeof *b->after);
-	for (size_t i = 0; i < b->n; i++) {
-		const char *argv[2] = {"HGETALL", key};
-		snprintf(key, sizeof key, "%s%s", k->job, b->ids[i]);
-		if (redisAppendCommandArgv(a->redis, 2, argv, NULL) != REDIS_OK)
-			return redis_failed(a, queue, "reading jobs to archive", NULL);
+	while (read < b->n && bytes < ARCHIVE_BATCH_BYTES && rc == 0) {
+		size_t to = b->n - read > HASH_GROUP ? read + HASH_GROUP : b->n;
+		for (size_t i = read; i < to; i++) {
+			const char *argv[2] = {"HGETALL", key};
+			snprintf(key, sizeof key, "%s%s", k->job, b->ids[i]);
+			if (redisAppendCommandArgv(a->redis, 2, argv, NULL) != REDIS_OK)
+				return redis_failed(a, queue, what, NULL);
+		}
+		for (; read < to; read++) {
+			void *reply = NULL;
+			if (redisGetReply(a->redis, &reply) != REDIS_OK)
+				return redis_failed(a, queue, what, NULL);
+			b->hashes[read] = reply;
+			if (b->hashes[read]->type != REDIS_REPLY_ARRAY)
+				rc = redis_failed(a, queue, what, b->hashes[read]);
+			else
+				bytes += reply_bytes(b->hashes[read]);
+		}
 	}
-	for (size_t i = 0; i < b->n; i++) {
-		void *reply = NULL;
-		if (redisGetReply(a->redis, &reply) != REDIS_OK)
-			return redis_failed(a, queue, "reading jobs to archive", NULL);
-		b->hashes[i] = reply;
-		if (b->hashes[i]->type != REDIS_REPLY_ARRAY)
-			rc = redis_failed(a, queue, "reading jobs to archive", b->hashes[i]);
-	}
+	batch_truncate(b, read);
 	for (size_t i = 0; i < b->n && rc == 0; i++) {
 		const redisReply *h = b->hashes[i];
 		const redisReply *status;
@@ -392,20 +496,30 @@ fetch_jobs(struct archiver *a, struct batch *b, const struct keys *k,
 			b->finished++;
 		}
 	}
-	if (rc == 0 && b->finished > 0)
-		rc = fetch_events(a, b, &tmp, k, queue);
 	jb_free(&tmp);
 	return rc;
 }
 
-/* Write b's rows in one transaction; upserts, so a replay changes nothing.
- * The ids of b are unique (batch_unique), as ON CONFLICT DO UPDATE wants. */
+/* Write b's rows in one transaction, the events of its finished jobs read
+ * meanwhile; upserts, so a replay changes nothing. The ids of b are unique
+ * (batch_unique), as ON CONFLICT DO UPDATE wants. */
 static int
-write_batch(struct archiver *a, struct batch *b, const char *queue)
+write_batch(struct archiver *a, struct batch *b, const struct keys *k,
+    const char *queue)
 {
 	struct ledger *l = a->ledger;
+	const char *params[1] = {queue};
+	PGresult *r;
+	int rc;
 
-	if (ledger_run(l, "starting a transaction", "BEGIN") < 0 ||
+	if (ledger_run(l, "starting a transaction", "BEGIN") < 0)
+		return ledger_failed(a, queue);
+	/* the ledger knows the queue, so that a flushed Redis loses none of
+	 * its jobs (enqueued without the ledger, they are known from here) */
+	r = ledger_exec(l, "registering the queue", "INSERT INTO {S}.queues (queue)"
+	    " VALUES ($1) ON CONFLICT DO NOTHING", 1, params);
+	pq.clear(r);
+	if (!r ||
 	    ledger_copy(l, "copying job records", "COPY archive_jobs FROM STDIN",
 	    &b->jobs) < 0 ||
 	    ledger_run(l, "upserting job records",
@@ -428,13 +542,15 @@ write_batch(struct archiver *a, struct batch *b, const char *queue)
 	    "  result = EXCLUDED.result, error = EXCLUDED.error, seen = true,"
 	    "  archived = now()") < 0)
 		return ledger_failed(a, queue);
-	if (b->nevents > 0 &&
-	    (ledger_copy(l, "copying events", "COPY archive_events FROM STDIN",
-	    &b->events) < 0 ||
-	    ledger_run(l, "inserting events",
+	if (b->finished > 0 && (rc = copy_events(a, b, k, queue)) != 0) {
+		if (rc == ARCHIVE_REDIS_FAILED) /* a ledger failure rolled back */
+			pq.clear(pq.exec(l->conn, "ROLLBACK"));
+		return rc;
+	}
+	if (b->nevents > 0 && ledger_run(l, "inserting events",
 	    "INSERT INTO {S}.events (queue, job_id, ms, seq, attempt, type, data)"
 	    " SELECT queue, job_id, ms, seq, attempt, type, data::json"
-	    " FROM archive_events ON CONFLICT DO NOTHING") < 0))
+	    " FROM archive_events ON CONFLICT DO NOTHING") < 0)
 		return ledger_failed(a, queue);
 	if (ledger_run(l, "committing", "COMMIT") < 0)
 		return ledger_failed(a, queue);
@@ -510,12 +626,13 @@ archive_ids(struct archiver *a, const struct keys *k, const char *queue,
 	do {
 		long m = 0;
 		to = all->n - from > (size_t)a->batch ? from + (size_t)a->batch : all->n;
-		last = to == all->n;
 		for (size_t i = from; i < to; i++)
 			batch_add(&part, all->ids[i], strlen(all->ids[i]));
 		if (part.n > 0 && (rc = fetch_jobs(a, &part, k, queue)) == 0 &&
-		    (rc = write_batch(a, &part, queue)) == 0)
+		    (rc = write_batch(a, &part, k, queue)) == 0)
 			print_archived(a, queue, &part);
+		to = from + part.n; /* fewer when their records were big */
+		last = to == all->n;
 		if (rc == 0)
 			rc = settle(a, k, queue, &part, entries, last ? nentries : 0, &m);
 		*moved += m;
@@ -677,7 +794,15 @@ archive_queue(struct archiver *a, const char *queue)
 	if ((rc = ensure_group(a, &k, queue)) == 0 &&
 	    (rc = archive_log(a, &k, queue)) == 0)
 		rc = archive_leftovers(a, &k, queue);
-	if (rc != ARCHIVE_LEDGER_FAILED && lock_queue(a, queue, 0) < 0)
+	if (rc == ARCHIVE_LEDGER_FAILED) {
+		/* released all the same when the session lives on (its
+		 * transaction rolled back): it would keep the queue from the
+		 * other sweepers; a session that died took it along */
+		if (ledger_alive(a->ledger) == 0)
+			pq.clear(pq.exec(a->ledger->conn, "SELECT pg_advisory_unlock_all()"));
+		return rc;
+	}
+	if (lock_queue(a, queue, 0) < 0)
 		return ARCHIVE_LEDGER_FAILED;
 	return rc;
 }
@@ -787,22 +912,29 @@ restore_rows(struct archiver *a, const struct keys *k, const char *queue,
 	" FROM {S}.jobs WHERE queue = $1" \
 	"  AND status NOT IN ('succeeded', 'failed', 'cancelled')"
 
-/* Every unfinished job of the ledger, in id order, a batch at a time. */
+/* Every unfinished job of the ledger, in id order, a batch at a time; but
+ * one Redis never reported and enqueued less than restore_grace_ms ago may
+ * be on its way there from an aq-enqueue that just committed it: that one
+ * is left to restore_unseen, whose grace covers it (restored now, it would
+ * be enqueued a second time when it arrives, and could run twice). */
 static int
 restore_all(struct archiver *a, const struct keys *k, const char *queue)
 {
-	char after[ID_MAX + 1] = "", limit[24];
+	char after[ID_MAX + 1] = "", limit[24], grace[32];
 	int rc = 0;
 
 	snprintf(limit, sizeof limit, "%ld", a->batch);
+	snprintf(grace, sizeof grace, "%lld", a->restore_grace_ms);
 	/* fresh statistics, or the planner may sort every job for each page
 	 * instead of walking the primary key (rare: after a restart) */
 	if (ledger_run(a->ledger, "analyzing the jobs", "ANALYZE {S}.jobs") < 0)
 		return ledger_failed(a, queue);
 	while (rc == 0 && !*a->stop) {
-		const char *params[] = {queue, after, limit};
+		const char *params[] = {queue, after, limit, grace};
 		PGresult *r = ledger_exec(a->ledger, "reading the unfinished jobs",
-		    RESTORE_COLUMNS " AND id > $2 ORDER BY id LIMIT $3", 3, params);
+		    RESTORE_COLUMNS " AND id > $2"
+		    "  AND (seen OR enqueued <= now() - $4::bigint * interval '1 ms')"
+		    " ORDER BY id LIMIT $3", 4, params);
 		if (!r)
 			return ledger_failed(a, queue);
 		int n = pq.ntuples(r);

@@ -325,10 +325,13 @@ bring_schema_up_to_date(struct ledger *l)
 int
 ledger_connect(struct ledger *l, const char *conninfo, int *code)
 {
-	/* ours first: what the connection string says wins */
+	/* defaults first: what the connection string says wins, but for the
+	 * client encoding, which comes after it: the text aq sends and reads
+	 * is UTF-8 (invalid bytes made U+FFFD), whatever the database's */
 	const char *keys[] = {"connect_timeout", "fallback_application_name",
-	    "dbname", NULL};
-	const char *vals[] = {CONNECT_TIMEOUT_S, log_progname(), conninfo, NULL};
+	    "dbname", "client_encoding", NULL};
+	const char *vals[] = {CONNECT_TIMEOUT_S, log_progname(), conninfo, "UTF8",
+	    NULL};
 
 	memset(l, 0, sizeof *l);
 	*code = EX_USAGE;

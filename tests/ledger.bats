@@ -453,3 +453,101 @@ finished() {
 	assert_success
 	assert_equal "$(jq -r 'select(.type == "stdout") | .data' <<<"$output" | paste -sd' ')" "$(seq 2500 | paste -sd' ')"
 }
+
+@test "finished jobs wait for the ledger from the first enqueue: a sweeper without it, before any archive, trims none of them" {
+	seq 3 | jq -c '{n: .}' | aq-enqueue -q held >enq
+	assert_equal "$(rcli get 'aq:{held}:ledger')" unchecked
+	aq-worker -q held --burst -- cat 2>/dev/null
+	assert_equal "$(rcli zcard 'aq:{held}:unarchived') $(rcli zcard 'aq:{held}:done')" "3 0"
+	run env -u AQ_DATABASE_URL aq-sweep -q held --retention 0
+	assert_success
+	refute_output --partial '"action":"trimmed"'
+	assert_output --partial 'no --database-url is given: its 3 finished jobs wait'
+	run aq-sweep -q held --retention 0
+	assert_success
+	assert_equal "$(grep -c '"action":"trimmed"' <<<"$output")" 3
+	assert_equal "$(psql_aq "SELECT status, count(*) FROM aq.jobs WHERE queue = 'held' GROUP BY 1")" 'succeeded|3'
+	# the check the key asked for was made: it holds the server's run id now
+	assert_equal "$(rcli get 'aq:{held}:ledger')" "$(rcli info server | sed -n 's/^run_id:\(.*\)\r$/\1/p')"
+}
+
+@test "PostgreSQL refuses a batch midway: the batches it committed before are printed and in Redis, the refused one is nowhere" {
+	aq-enqueue -q mid '{"first":1}' >/dev/null # the schema
+	psql_aq "CREATE FUNCTION aq.refuse() RETURNS trigger LANGUAGE plpgsql AS
+	    \$\$BEGIN IF NEW.payload::text LIKE '%boom%' THEN
+	    RAISE EXCEPTION 'refused by a test trigger'; END IF; RETURN NEW; END\$\$;
+	    CREATE TRIGGER refuse BEFORE INSERT ON aq.jobs FOR EACH ROW EXECUTE FUNCTION aq.refuse()"
+	# a batch with a ledger is 1000 jobs: lines 1-1000, then 1001 alone
+	{ seq 1000 | jq -c '{n: .}'; echo '{"boom":1}'; } >lines
+	run --separate-stderr aq-enqueue -q mid <lines
+	assert_failure 69
+	assert_equal "$(wc -l <<<"$output")" 1000
+	assert_equal "$(jq -r .status <<<"$output" | sort -u)" queued
+	[[ $stderr == *"cannot write the jobs of lines 1001-1001 to the postgresql ledger"*"refused by a test trigger"* ]]
+	assert_equal "$(rcli zcard 'aq:{mid}:wait')" 1001
+	assert_equal "$(count jobs)" 1001
+	assert_equal "$(psql_aq "SELECT count(*) FROM aq.jobs WHERE payload::text LIKE '%boom%'")" 0
+}
+
+@test "a queue enqueued without the ledger is known to it once archived: a flushed Redis loses none of its jobs" {
+	seq 3 | jq -c '{n: .}' | env -u AQ_DATABASE_URL aq-enqueue -q noled >enq
+	aq-sweep >/dev/null
+	assert_equal "$(psql_aq "SELECT queue FROM aq.queues")" noled
+	rcli flushall >/dev/null
+	run aq-sweep
+	assert_success
+	assert_equal "$(grep -c '"queue":"noled","action":"restored"' <<<"$output")" 3
+	aq-worker -q noled --burst -- cat 2>/dev/null
+	aq-status -q noled <enq >statuses
+	assert_equal "$(jq -r .status statuses | sort | uniq -c | xargs)" "3 succeeded"
+}
+
+@test "restore after a flush: a job Redis never reported and younger than --restore-grace may be on its way from aq-enqueue, and waits for the grace" {
+	aq-enqueue -q young '{"y":1}' >enq
+	rcli flushall >/dev/null
+	run aq-sweep -q young
+	assert_success
+	refute_output --partial restored
+	# the check was made; the job is left to the grace
+	[ -n "$(rcli get 'aq:{young}:ledger')" ]
+	run aq-sweep -q young --restore-grace 1ms
+	assert_success
+	assert_line "{\"queue\":\"young\",\"action\":\"restored\",\"id\":\"$(jq -r .id enq)\",\"status\":\"queued\"}"
+}
+
+@test "a record written by hand with numbers out of their columns' range is archived with NULLs, and the others with it" {
+	seq 2 | jq -c '{n: .}' | aq-enqueue -q odd >enq
+	id=$(jq -r .id enq | head -1)
+	rcli hset "aq:{odd}:job:$id" priority 99999999999 created 99999999999999999 attempt x >/dev/null
+	run aq-sweep -q odd
+	assert_success
+	assert_line '{"queue":"odd","action":"archived","jobs":2,"finished":0,"events":0}'
+	assert_equal "$(psql_aq "SELECT priority, attempt FROM aq.jobs WHERE id = '$id'")" '0|0'
+	assert_equal "$(psql_aq "SELECT count(*) FROM aq.jobs WHERE queue = 'odd' AND seen")" 2
+}
+
+@test "a ledger failure while archiving a queue releases its lock: the sweeper's session lives on, other sweepers can take the queue" {
+	seq 2 | jq -c '{n: .}' | aq-enqueue -q lk >/dev/null
+	psql_aq "CREATE FUNCTION aq.refuse() RETURNS trigger LANGUAGE plpgsql AS
+	    \$\$BEGIN RAISE EXCEPTION 'refused by a test trigger'; END\$\$;
+	    CREATE TRIGGER refuse BEFORE UPDATE ON aq.jobs FOR EACH ROW EXECUTE FUNCTION aq.refuse()"
+	start_bg sweep aq-sweep -q lk --every 100ms
+	wait_for 100 grep -q 'refused by a test trigger' sweep.err
+	# between its passes, the sweeper's session holds no lock
+	wait_for 100 eval "[ \"\$(psql_aq \"SELECT (SELECT count(*) FROM pg_stat_activity WHERE application_name = 'aq-sweep') || ' ' || (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')\")\" = '1 0' ]"
+	psql_aq "DROP TRIGGER refuse ON aq.jobs"
+	wait_for 100 eval "[ \"\$(psql_aq \"SELECT count(*) FROM aq.jobs WHERE queue = 'lk' AND seen\")\" = 2 ]"
+}
+
+@test "a database in another encoding (LATIN1) gets the text as it is: the tools speak UTF-8 to PostgreSQL" {
+	psql_aq "CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0" 2>/dev/null ||
+	    psql_aq "SELECT 1 FROM pg_database WHERE datname = 'latin'" | grep -q 1
+	export AQ_DATABASE_URL=${PG_URL/\/aq\?//latin?}
+	psql_latin() { PGCLIENTENCODING=UTF8 "$PG_BIN/psql" "$AQ_DATABASE_URL" -qAt -c "$*"; }
+	psql_latin 'DROP SCHEMA IF EXISTS aq CASCADE' 2>/dev/null
+	aq-enqueue -q enc '{"w":"café"}' >enq
+	assert_equal "$(psql_latin "SELECT payload->>'w' FROM aq.jobs")" café
+	aq-worker -q enc --burst -- cat 2>/dev/null
+	aq-sweep -q enc --retention 0 >/dev/null
+	assert_equal "$(aq-status -q enc <enq | jq -r .result.w)" café
+}

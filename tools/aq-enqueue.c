@@ -111,7 +111,7 @@ build_call(struct enqueuer *e, const struct batch *b, char *numkeys)
 	const char *fixed[] = {e->keys.wait, e->keys.delayed, e->keys.stats,
 	    e->keys.log, e->keys.seq, e->keys.wake, e->keys.job, LOG_CAP,
 	    e->fixed_id ? "0" : "1", e->priority, e->delay, e->run_at,
-	    e->max_attempts, e->timeout};
+	    e->max_attempts, e->timeout, e->ledger.conn ? e->keys.ledger : ""};
 
 	script_argv(&script_enqueue, ENQUEUE_KEYS, numkeys, e->argv, e->lens);
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++, a++) {
@@ -271,9 +271,14 @@ complete_oldest(struct enqueuer *e)
 
 /* ---- the ledger ------------------------------------------------------ */
 
+/* The ledger refused batch b (rolled back: none of it is anywhere). The
+ * batches before it are committed and on their way to Redis: their lines
+ * are printed first, so that what was enqueued is said. */
 static void
 die_ledger(struct enqueuer *e, const struct batch *b)
 {
+	while (e->inflight > 0)
+		complete_oldest(e);
 	die(EX_UNAVAILABLE, "cannot write the jobs of %ss %lu-%lu to the postgresql "
 	    "ledger at %s: %s; they are not enqueued", e->input_name,
 	    b->jobs[0].lineno, b->jobs[b->n - 1].lineno, e->ledger.shown,
@@ -363,8 +368,12 @@ ledger_write(struct enqueuer *e, struct batch *b)
 	if (!e->ledger.conn)
 		return;
 	if (e->fixed_id) {
+		if (ledger_run(&e->ledger, "starting a transaction", "BEGIN") < 0)
+			die_ledger(e, b);
 		for (size_t i = 0; i < b->n; i++)
 			ledger_insert_keyed(e, b, &b->jobs[i]);
+		if (ledger_run(&e->ledger, "committing the jobs", "COMMIT") < 0)
+			die_ledger(e, b);
 	} else {
 		ledger_copy_batch(e, b);
 	}
@@ -628,7 +637,7 @@ int
 main(int argc, char **argv)
 {
 	static struct enqueuer e = {.wait_timeout_ms = -1, .batch_jobs = BATCH_JOBS};
-	size_t maxargs = 3 + ENQUEUE_KEYS + 8 + (size_t)LEDGER_BATCH_JOBS * FIELDS_PER_JOB;
+	size_t maxargs = 3 + ENQUEUE_KEYS + 9 + (size_t)LEDGER_BATCH_JOBS * FIELDS_PER_JOB;
 	int rc = 0;
 
 	log_init(argv[0]);

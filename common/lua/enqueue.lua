@@ -3,7 +3,13 @@
 -- ARGV: 1 job key prefix ("aq:{q}:job:"), 2 log length cap,
 --       3 fresh ("1": every id was generated here, so none can exist yet),
 --       4 priority, 5 delay ms, 6 run_at ms (epoch), 7 max_attempts,
---       8 timeout ms ('' where not given), then id and payload per job.
+--       8 timeout ms ('' where not given), 9 the queue's ledger key when
+--       aq-enqueue writes to a PostgreSQL ledger, else '', then id and
+--       payload per job.
+-- With a ledger, its key is set ("unchecked") when missing, in the same
+-- step as the jobs: from their first moment, their queue's finished jobs
+-- wait in the unarchived set for the archive, and aq-sweep compares the
+-- ledger with Redis at its next pass (the key does not hold its run id).
 -- Returns per job: "queued", "delayed" or "duplicate:STATUS" (an existing
 -- job with that id is left as it is: the id is an idempotency key).
 -- The record keeps few fields (each one costs): priority, timeout_ms and
@@ -11,6 +17,7 @@
 local now = now_ms()
 
 local jobkey, cap, fresh = ARGV[1], ARGV[2], ARGV[3] == '1'
+local ledger = ARGV[9]
 local priority, max_attempts, timeout = tonumber(ARGV[4]), ARGV[7], ARGV[8]
 
 local due
@@ -46,7 +53,7 @@ local base = -priority * PRIORITY_SPAN
 
 -- scores go to ZADD as numbers: Redis 7 converts them exactly (fpconv)
 local out, added, zargs, n = {}, {}, {}, 0
-for i = 9, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   local id = ARGV[i]
   local key = jobkey .. id
   local existing = not fresh and redis.call('HGET', key, 'status')
@@ -69,6 +76,7 @@ for i = 9, #ARGV, 2 do
 end
 
 if #added > 0 then
+  if ledger ~= '' then redis.call('SET', ledger, 'unchecked', 'NX') end
   if status == 'queued' then
     redis.call('ZADD', KEYS[1], unpack(zargs))
     redis.call('SET', KEYS[5], int(seq))
