@@ -3,7 +3,8 @@
 # jobs (a line in, a line out), and --prefetch, against a private
 # redis-server: results, the aq_status answers, a handler that exits (the job
 # retried, the process started again with a backoff), timeouts,
-# cancellation, a lease lost under a stopped worker, shutdown, jq as a
+# cancellation, a lease lost under a stopped worker, a worker SIGKILLed,
+# Redis restarted, the chaos of guarantees.bats, shutdown, jq as a
 # handler, and stray output.
 
 load helpers
@@ -146,6 +147,21 @@ running() {
 	assert_success
 	assert_output --partial 's: complaint about 9'
 	assert_equal "$(rcli xrange 'aq:{se}:events:s' - + | grep -c 'complaint about 9')" 1
+	# a failed answer's error ends with what the job wrote to stderr
+	aq-enqueue -q se --id f '{}' >/dev/null
+	run aq-worker -q se --lines --burst -- sh -c \
+	    'while read l; do echo "no disk" >&2; echo "{\"aq_status\":\"failed\",\"error\":\"gave up\"}"; done'
+	assert_success
+	assert_equal "$(field se f '[.status, .error]')" '["failed","gave up\nno disk"]'
+	# what the process writes once its job is over is the worker's, by slot
+	aq-enqueue -q se --id g '{}' >/dev/null
+	export SOCK=$REDIS_SOCK
+	start_worker w -q se --lines -- sh -c 'while read l; do echo "{}"
+	    until [ "$(redis-cli -s "$SOCK" hget "aq:{se}:job:g" status)" = succeeded ]; do sleep 0.05; done
+	    echo "idle now" >&2; done'
+	wait_for 100 grep -q 'slot 0: idle now' worker.w.err
+	stop_worker w
+	refute grep -q '^g: idle now' worker.w.err
 }
 
 @test "a line with no job waiting for it is dropped, with a warning" {
@@ -211,4 +227,79 @@ running() {
 	assert_equal "$(jq -r .status st | sort | uniq -c | xargs)" "30 succeeded"
 	assert_equal "$(jq -r .result st | sort -u | wc -l)" 30
 	assert_equal "$(jq -r .attempt st | sort -u)" 1
+}
+
+@test "a timed-out job is retried while attempts remain, on a new process; one that ignores SIGTERM gets SIGKILL after --grace" {
+	aq-enqueue -q tr --id again --timeout 500ms --max-attempts 2 '{"do":"hang1","n":1}' >/dev/null
+	aq-enqueue -q tr --id deaf --timeout 500ms --max-attempts 1 --priority -1 '{"do":"deaf"}' >/dev/null
+	run aq-worker -q tr --lines --grace 300ms --backoff 1ms --burst -- "$LINER"
+	assert_success
+	assert_output --partial 'job again: attempt 1 of 2 failed, will be retried (timed out after 500 ms)'
+	assert_equal "$(field tr again '[.status, .attempt, .result.n]')" '["succeeded",2,1]'
+	assert_equal "$(field tr deaf '[.status, .error]')" '["failed","timed out after 500 ms"]'
+	# the deaf process did not trap the TERM: it was killed, never said "term"
+	assert_equal "$(starts)" 3
+	assert_equal "$(grep -c '^term ' "$LINES_LOG")" 1
+	refute pgrep -f 'sleep 600'
+}
+
+@test "SIGKILL of a line-mode worker leaves no handler process running; its jobs run again elsewhere" {
+	aq-enqueue -q sk --id j '{"do":"hang1","n":7}' >/dev/null
+	start_worker A -q sk --lines -c 2 --lease 2s -- "$LINER"
+	wait_for 100 job_is sk j running
+	wait_for 100 test -e "$LINES_LOG.hung"
+	pids=$(awk '/^start / { print $2 }' "$LINES_LOG")
+	kill -KILL "$(worker_pid A)"
+	for pid in $pids; do
+		wait_for 100 eval "! running $pid"
+	done
+	refute pgrep -f 'sleep 600'
+	start_worker B -q sk --lines --lease 2s -- "$LINER"
+	wait_for 200 job_is sk j succeeded
+	stop_worker B
+	assert_equal "$(field sk j '[.attempt, .result.n]')" '[2,7]'
+}
+
+@test "Redis stopped and restarted under a line-mode worker: the job completes, its answer kept" {
+	redis_kill
+	redis_run --appendonly yes --appendfsync always
+	aq-enqueue -q lr --id j '{"do":"sleep","secs":2,"n":3}' >/dev/null
+	start_worker w -q lr --lines -- "$LINER"
+	wait_for 100 job_is lr j running
+	redis_kill
+	wait_for 100 grep -q 'lost the' worker.w.err
+	redis_run --appendonly yes --appendfsync always
+	# the worker retries with a backoff of up to 5 s, then reports
+	wait_for 300 job_is lr j succeeded || { cat worker.w.err; false; }
+	stop_worker w
+	assert_equal "$(cat worker.w.rc)" 0
+	assert_equal "$(field lr j '[.attempt, .result.n]')" '[1,3]'
+	run cat worker.w.err
+	assert_output --partial 'still holding the leases of 1 job; 0 lost'
+	redis_kill
+	rm -f "$REDIS_DIR"/appendonlydir/* && redis_run
+}
+
+@test "G1 G2 in line mode: 100 jobs while workers are SIGKILLed and replaced 5 times: every job succeeds, none runs twice at once" {
+	command -v flock >/dev/null || skip "flock (util-linux) is not installed"
+	export LOCKS=$BATS_TEST_TMPDIR/locks OVERLAPS=$BATS_TEST_TMPDIR/overlaps
+	mkdir -p "$LOCKS"
+	: >"$OVERLAPS"
+	seq 100 | jq -c '{do: "lock", n: ., secs: 0.05}' | aq-enqueue -q gl >enq
+	start_bg sweep aq-sweep --every 250ms
+	for round in 1 2 3 4 5; do
+		start_worker "r$round" -q gl --lines -c 4 --lease 2s -- "$LINER"
+		wait_for 100 eval "(( \$(rcli hget 'aq:{gl}:stats' succeeded || echo 0) >= $round * 10 ))"
+		kill -KILL "$(worker_pid "r$round")"
+	done
+	start_worker last -q gl --lines -c 4 --lease 2s -- "$LINER"
+	wait_for 600 eval "[ \"\$(rcli hget 'aq:{gl}:stats' succeeded)\" = 100 ]"
+	stop_worker last
+	kill -TERM "$(cat sweep.pid)"
+	aq-status -q gl <enq >statuses
+	assert_equal "$(jq -r .status statuses | sort | uniq -c | xargs)" "100 succeeded"
+	assert_equal "$(cat "$OVERLAPS")" ""
+	failed=$(rcli hget 'aq:{gl}:stats' failed)
+	assert_equal "${failed:-0}" 0
+	(( $(rcli hget 'aq:{gl}:stats' recovered) >= 1 ))
 }
