@@ -161,22 +161,26 @@ split_handler() { # split_handler FROM MID TO
 	aq-enqueue -q rs --id j '{}' >/dev/null
 	start_bg sub aq-subscribe -q rs --job j
 	wait_for 100 xreaders 1
-	start_bg w aq-worker -q rs --lease 6s -- sh -c "$(split_handler 1 100 200)"
+	# a lease far longer than the outage: with 6 s, a worker reconnecting
+	# late on a loaded machine (its backoff grows to 5 s) gave its handler
+	# SIGTERM at two thirds of the lease, and the job ran again from 1
+	start_bg w aq-worker -q rs --lease 60s -- sh -c "$(split_handler 1 100 200)"
 	wait_for 100 lines sub.out 100
 
 	redis_kill
 	wait_for 100 grep -q 'lost the connection to redis' sub.err
 	redis_run --appendonly yes --appendfsync always
 	# the worker is back before its handler goes on: the lines a handler
-	# writes while Redis is down are not recorded (aq-worker(1))
-	wait_for 100 grep -q 'the command connection to redis at .* is back' w.err
+	# writes while Redis is down are not recorded (aq-worker(1)); its
+	# reconnection backoff grows to 5 s, so the bound is well past that
+	wait_for 300 grep -q 'the command connection to redis at .* is back' w.err
 	touch go
 
 	finish sub
 	assert_equal "$(rc_of sub)" 0
 	stdout_data sub.out >got
 	seq 200 >want
-	cmp want got
+	cmp want got || { cat sub.err w.err; false; }
 	jq -r 'select(.id) | .id' sub.out >ids
 	assert_equal "$(sort -u ids | wc -l)" 200
 	assert_equal "$(tail -n 1 sub.out)" '{"type":"end","status":"succeeded"}'
