@@ -1,0 +1,271 @@
+/* worker_outbox.c: what waits to be sent to Redis: the outcomes to report
+ * (with the next work call), and a handler's output lines as event calls,
+ * held until Redis has answered them. */
+#include "worker_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keys.h"
+#include "mem.h"
+#include "script.h"
+
+/* The text of a JSON document for s: s itself when it is JSON, else a JSON
+ * string of it. Returns a new string. */
+char *
+json_or_string(const char *s, size_t n)
+{
+	char err[64];
+	struct jbuf b = {0};
+	char *out;
+
+	if (n > 0 && json_check(s, n, err, sizeof err) == 0)
+		jb_json(&b, s, n);
+	else
+		jb_str(&b, s, n);
+	out = xstrndup(b.p, b.len);
+	jb_free(&b);
+	return out;
+}
+
+/* ---- reports ---------------------------------------------------------- */
+
+static void
+report_free(struct report *r)
+{
+	free(r->result);
+	free(r->error);
+}
+
+struct report *
+report_new(struct worker *w, const char *id, const char *token, const char *outcome)
+{
+	struct report *r;
+
+	if (w->nreports == w->capreports) {
+		w->capreports = w->capreports ? w->capreports * 2 : 16;
+		w->reports = xrealloc(w->reports, w->capreports * sizeof *w->reports);
+	}
+	r = &w->reports[w->nreports++];
+	memset(r, 0, sizeof *r);
+	r->seq = ++w->report_seq;
+	snprintf(r->id, sizeof r->id, "%s", id);
+	snprintf(r->token, sizeof r->token, "%s", token);
+	r->outcome = outcome;
+	r->result = xstrdup("");
+	r->error = xstrdup("");
+	return r;
+}
+
+struct report *
+report_add(struct worker *w, const struct slot *s, const char *outcome)
+{
+	return report_new(w, s->id, s->token, outcome);
+}
+
+struct report *
+report_by_seq(struct worker *w, uint64_t seq)
+{
+	for (size_t i = 0; i < w->nreports; i++)
+		if (w->reports[i].seq == seq)
+			return &w->reports[i];
+	return NULL;
+}
+
+/* Drop the reports that are not to be sent again (applied, or stale). */
+void
+reports_drop(struct worker *w, const uint64_t *seqs, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < w->nreports; i++) {
+		int gone = 0;
+		for (size_t j = 0; j < n && !gone; j++)
+			gone = w->reports[i].seq == seqs[j];
+		if (gone)
+			report_free(&w->reports[i]);
+		else
+			w->reports[k++] = w->reports[i];
+	}
+	w->nreports = k;
+}
+
+void
+reports_clear(struct worker *w)
+{
+	for (size_t i = 0; i < w->nreports; i++)
+		report_free(&w->reports[i]);
+	w->nreports = 0;
+}
+
+/* The reports no work call in flight carries. */
+size_t
+reports_unsent(const struct worker *w)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < w->nreports; i++)
+		n += !w->reports[i].sent;
+	return n;
+}
+
+/* ---- events: output lines of a handler -------------------------------- */
+
+void
+batch_push(struct event_batch *b, const char *s, size_t n, int owned)
+{
+	if (b->argc == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 16;
+		b->argv = xrealloc(b->argv, (size_t)b->cap * sizeof *b->argv);
+		b->lens = xrealloc(b->lens, (size_t)b->cap * sizeof *b->lens);
+		b->owned = xrealloc(b->owned, (size_t)b->cap * sizeof *b->owned);
+	}
+	b->argv[b->argc] = s;
+	b->lens[b->argc++] = n;
+	if (owned)
+		b->owned[b->nowned++] = (char *)s;
+}
+
+void
+batch_free(struct event_batch *b)
+{
+	for (int i = 0; i < b->nowned; i++)
+		free(b->owned[i]);
+	free(b->argv);
+	free(b->lens);
+	free(b->owned);
+}
+
+static void free_held(struct held_call *h);
+
+/* Append the line to the batch as an event of type kind. */
+void
+event_line(struct event_batch *b, const char *kind, const char *line, size_t n)
+{
+	char *data = json_or_string(line, n);
+
+	batch_push(b, kind, strlen(kind), 0);
+	batch_push(b, data, strlen(data), 1);
+}
+
+/*
+ * Every event call is kept until Redis has answered it: one that a lost
+ * connection took with it is sent again when the connection is back (before
+ * any report, on the same connection, so in order); event.lua drops a call
+ * it has applied already (by the job's event call number), so none is
+ * recorded twice.
+ */
+struct held_call {
+	struct held_call *next;
+	int argc;
+	char **argv;
+	size_t *lens;
+	size_t bytes;
+	int sent;                  /* awaiting its reply */
+};
+
+/* Replies come in the order of the calls: this one answers the first. */
+static void
+on_event_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct worker *w = priv;
+	struct held_call *h = w->held;
+
+	(void)ac;
+	if (!reply || script_is_noscript(reply)) {
+		/* the connection went (or is made to go, to load the scripts
+		 * again): send them all again when it is back */
+		for (; h; h = h->next)
+			h->sent = 0;
+		if (reply)
+			aredis_usable(&w->cmd, reply, "a job's output");
+		return;
+	}
+	aredis_usable(&w->cmd, reply, "a job's output");
+	if (!h)
+		return;
+	w->held = h->next;
+	if (!w->held)
+		w->held_tail = &w->held;
+	w->held_bytes -= h->bytes;
+	free_held(h);
+}
+
+static void
+hold_call(struct worker *w, const struct event_batch *b)
+{
+	struct held_call *h = xcalloc(1, sizeof *h);
+
+	h->argc = b->argc;
+	h->argv = xcalloc((size_t)b->argc, sizeof *h->argv);
+	h->lens = xcalloc((size_t)b->argc, sizeof *h->lens);
+	for (int i = 0; i < b->argc; i++) {
+		h->argv[i] = xmalloc(b->lens[i] + 1);
+		memcpy(h->argv[i], b->argv[i], b->lens[i]);
+		h->argv[i][b->lens[i]] = '\0';
+		h->lens[i] = b->lens[i];
+		h->bytes += b->lens[i];
+	}
+	w->held_bytes += h->bytes;
+	*w->held_tail = h;
+	w->held_tail = &h->next;
+}
+
+static void
+free_held(struct held_call *h)
+{
+	for (int i = 0; i < h->argc; i++)
+		free(h->argv[i]);
+	free(h->argv);
+	free(h->lens);
+	free(h);
+}
+
+/* Send, in order, the event calls not sent yet (or lost with a connection). */
+void
+send_held(struct worker *w)
+{
+	for (struct held_call *h = w->held; h; h = h->next) {
+		if (h->sent)
+			continue;
+		if (aredis_command(&w->cmd, on_event_reply, w, h->argc,
+		    (const char **)h->argv, h->lens) < 0)
+			return;
+		h->sent = 1;
+	}
+}
+
+void
+send_events(struct slot *s, struct event_batch *b, char *jobkey, char *evkey)
+{
+	struct worker *w = s->w;
+	char numkeys[16];
+	int nlines = (b->argc - 8) / 2;
+
+	if (nlines <= 0)
+		return;
+	script_argv(&script_event, 2, numkeys, b->argv, b->lens);
+	b->argv[3] = jobkey;
+	b->lens[3] = strlen(jobkey);
+	b->argv[4] = evkey;
+	b->lens[4] = strlen(evkey);
+	if (w->held_bytes >= HELD_MAX) {
+		s->dropped_events += (unsigned long)nlines;
+		return;
+	}
+	hold_call(w, b);
+	send_held(w);
+}
+
+void
+held_free_all(struct worker *w)
+{
+	while (w->held) {
+		struct held_call *h = w->held;
+		w->held = h->next;
+		free_held(h);
+	}
+	w->held_tail = &w->held;
+	w->held_bytes = 0;
+}
