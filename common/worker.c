@@ -28,11 +28,10 @@ on_cmd_state(struct aredis *r, int ready, void *ctx)
 		w->work_in_flight = w->renew_in_flight = w->claiming = 0;
 		for (size_t i = 0; i < w->nreports; i++)
 			w->reports[i].sent = 0; /* sent again when it is back */
-		w->cmd_lost = 1;
+		w->cmd_link = CMD_LOST;
 		return;
 	}
-	w->announce_leases = w->cmd_lost;
-	w->cmd_lost = 0;
+	w->cmd_link = w->cmd_link == CMD_LOST ? CMD_BACK : CMD_UP;
 	send_held(w);
 	send_renew(w); /* register, and learn which leases are still ours */
 	worker_kick(w);
@@ -64,6 +63,16 @@ on_sub_state(struct aredis *r, int ready, void *ctx)
 
 /* ---- shutdown --------------------------------------------------------- */
 
+/* A second signal came: the exit code says so. */
+static int
+stopped_at_once(const struct worker *w)
+{
+	return w->exit_code == EX_TEMPFAIL;
+}
+
+/* The grace period is over (and then every SHUTDOWN_KILL_MS while a handler
+ * runs or an outcome waits): stop the handlers; with Redis out of reach,
+ * give up reporting (see enum worker_state). */
 static void
 on_grace_over(uv_timer_t *t)
 {
@@ -77,9 +86,11 @@ on_grace_over(uv_timer_t *t)
 		if (w->slots[i].up && !w->slots[i].busy && !w->slots[i].exited)
 			child_signal_group(w->slots[i].child.pid, SIGKILL);
 	}
-	if (!w->cmd.ready || w->forced)
-		w->give_up = !w->cmd.ready;
-	if (w->running > 0 || (w->nreports > 0 && !w->give_up))
+	if (!w->cmd.ready)
+		w->state = ABANDONING;
+	else if (w->state == DRAINING || stopped_at_once(w))
+		w->state = STOPPING;
+	if (w->running > 0 || (w->nreports > 0 && w->state != ABANDONING))
 		uv_timer_start(&w->grace, on_grace_over, SHUTDOWN_KILL_MS, 0);
 	worker_maybe_finish(w);
 }
@@ -89,17 +100,18 @@ on_signal(uv_signal_t *h, int sig)
 {
 	struct worker *w = h->data;
 
-	if (w->draining) {
+	if (w->state >= DRAINING) {
 		warnmsg("second %s: stopping now", strsignal(sig));
-		w->forced = 1;
 		w->exit_code = EX_TEMPFAIL;
+		if (w->state == DRAINING)
+			w->state = STOPPING;
 		for (int i = 0; i < w->o->concurrency; i++)
 			slot_stop(&w->slots[i], STOP_SHUTDOWN, 0);
 		uv_timer_start(&w->grace, on_grace_over, (uint64_t)SHUTDOWN_KILL_MS, 0);
 		worker_maybe_finish(w);
 		return;
 	}
-	w->draining = 1;
+	w->state = DRAINING;
 	requeue_ahead(w);
 	warnmsg("%s: no new jobs; waiting up to %lld ms for %d running", strsignal(sig),
 	    (long long)w->o->grace_ms, w->running);
@@ -118,8 +130,14 @@ close_any(uv_handle_t *h, void *arg)
 int
 worker_out_of_work(const struct worker *w)
 {
-	return w->draining || w->burst_idle ||
-	    (w->o->max_jobs > 0 && w->claimed >= w->o->max_jobs);
+	return w->state != WORKING;
+}
+
+void
+worker_no_more_work(struct worker *w)
+{
+	if (w->state == WORKING)
+		w->state = OUT_OF_WORK;
 }
 
 /* The worker is done when nothing runs, nothing is left to report (or
@@ -128,9 +146,10 @@ worker_out_of_work(const struct worker *w)
 void
 worker_maybe_finish(struct worker *w)
 {
-	if (w->done || w->running > 0 || !worker_out_of_work(w) || w->work_in_flight)
+	if (w->state == DONE || w->running > 0 || !worker_out_of_work(w) ||
+	    w->work_in_flight)
 		return;
-	if (w->nreports > 0 && !w->give_up)
+	if (w->nreports > 0 && w->state != ABANDONING)
 		return;
 	if (lines_still_up(w))
 		return;
@@ -139,7 +158,7 @@ worker_maybe_finish(struct worker *w)
 		    "their jobs will be recovered when their leases expire", w->nreports);
 		w->exit_code = EX_TEMPFAIL;
 	}
-	w->done = 1;
+	w->state = DONE;
 	aredis_stop(&w->cmd);
 	aredis_stop(&w->block);
 	aredis_stop(&w->sub);

@@ -28,7 +28,7 @@ claim_budget(const struct worker *w)
 {
 	long n = free_slots(w) + w->o->prefetch - (long)w->nahead - w->claiming;
 
-	if (w->draining || w->done || w->burst_idle)
+	if (worker_out_of_work(w))
 		return 0;
 	long left = w->o->max_jobs - w->claimed - (long)w->nahead - w->claiming;
 	if (w->o->max_jobs > 0 && left < n)
@@ -79,7 +79,10 @@ apply_verdicts(struct worker *w, const struct work_call *c, const redisReply *ve
 static void
 start_ahead(struct slot *s, struct ahead *a)
 {
-	s->w->claimed++;
+	struct worker *w = s->w;
+
+	if (++w->claimed >= w->o->max_jobs && w->o->max_jobs > 0)
+		worker_no_more_work(w);
 	slot_start(s, a->id, a->token, a->payload, a->payload_len, a->attempt,
 	    a->max_attempts, a->timeout_ms, a->renewed_at);
 	free(a->payload);
@@ -164,7 +167,7 @@ on_work_reply(redisAsyncContext *ac, void *reply, void *priv)
 	start_claimed(w, r->element[1], call->sent_at);
 	if (call->k > 0 && r->element[1]->elements == 0 && w->o->burst &&
 	    w->running == 0 && w->nreports == 0 && w->nahead == 0)
-		w->burst_idle = 1;
+		worker_no_more_work(w);
 	w->nothing_to_claim = call->k > 0 && r->element[1]->elements / 6 < (size_t)call->k;
 	if (w->nothing_to_claim)
 		start_wait(w, r->element[2]->integer, r->element[3]->integer);
@@ -251,8 +254,8 @@ work_due(struct worker *w, int k)
 	    (w->work_in_flight > 0 && !starving && unsent < batch))
 		return 0;
 	/* an idle queue has nothing to batch with: its outcome goes at once */
-	if (starving || w->draining || w->flush_due || w->burst_idle ||
-	    w->nothing_to_claim || unsent >= batch || worker_out_of_work(w))
+	if (starving || w->flush_due || w->nothing_to_claim || unsent >= batch ||
+	    worker_out_of_work(w))
 		return unsent > 0 || claim;
 	if (unsent > 0 && !uv_is_active((uv_handle_t *)&w->flush))
 		uv_timer_start(&w->flush, on_flush_due, FLUSH_MS, 0);

@@ -103,6 +103,45 @@ struct ahead {
 	uint64_t renewed_at;         /* its lease runs from then */
 };
 
+/*
+ * The life of a worker, one state at a time (the order matters: from
+ * DRAINING on, a stop signal came).
+ *
+ * WORKING      claims jobs as its free slots and --prefetch allow.
+ *              -> OUT_OF_WORK, -> DRAINING on SIGTERM, SIGINT or SIGHUP.
+ * OUT_OF_WORK  --burst found nothing to claim (with nothing running,
+ *              waiting to be reported or claimed ahead), or --max-jobs
+ *              jobs were claimed: no more claims; what runs finishes and
+ *              is reported. -> DRAINING on a signal, -> DONE.
+ * DRAINING     the first stop signal: no claims, the jobs claimed ahead go
+ *              back on the queue, running jobs get the grace period.
+ *              -> STOPPING on a second signal (exit code 75, handlers
+ *              killed at once) or when the grace period ends with Redis in
+ *              reach (handlers get SIGTERM, SIGKILL SHUTDOWN_KILL_MS
+ *              later); -> ABANDONING when it ends with Redis out of
+ *              reach; -> DONE.
+ * STOPPING     handlers are stopped; their outcomes are still reported.
+ *              The grace timer comes back every SHUTDOWN_KILL_MS while a
+ *              handler runs or an outcome waits: -> ABANDONING when it
+ *              finds Redis out of reach; -> DONE.
+ * ABANDONING   Redis was out of reach at the end of the grace period: the
+ *              worker ends as soon as no handler runs, leaving what it
+ *              could not report to lease recovery (exit code 75). Redis
+ *              coming back does not undo that; a second signal does:
+ *              -> STOPPING at the next grace timer that finds Redis in
+ *              reach after a second signal; -> DONE.
+ * DONE         connections stopped, timers and signal handlers closed:
+ *              the loop runs dry.
+ */
+enum worker_state { WORKING, OUT_OF_WORK, DRAINING, STOPPING, ABANDONING, DONE };
+
+/* The command connection, for the word said when it comes back. */
+enum cmd_link {
+	CMD_UP,     /* connected, or connecting the first time */
+	CMD_LOST,   /* lost: once back, say which leases held out */
+	CMD_BACK,   /* back: the next renewal's reply is announced */
+};
+
 struct held_call;
 
 struct worker {
@@ -119,23 +158,23 @@ struct worker {
 	size_t nreports, capreports;
 	struct ahead *ahead;         /* claimed, waiting for a slot */
 	size_t nahead;
+	enum worker_state state;
+	enum cmd_link cmd_link;
+	/* I/O bookkeeping, not states of the worker: calls awaiting their
+	 * replies, and what the last claim and the flush timer said; each
+	 * changes with a reply or a timer, in any state */
 	int work_in_flight;         /* work calls sent, unanswered (WORK_CALLS at most) */
 	int claiming;               /* jobs those calls claim */
-	uint64_t report_seq;
 	int renew_in_flight, wait_in_flight;
 	uint64_t renew_sent_at;
-	long claimed;
-	int draining, forced, done;
-	int burst_idle;             /* --burst and a claim found nothing */
 	int nothing_to_claim;       /* the last claim came back short: wait */
-	int cmd_lost;               /* the command connection was lost ... */
-	int announce_leases;        /* ... so say what is still ours when back */
-	int give_up;                /* stop trying to report (Redis gone) */
-	uv_timer_t renew, grace, flush;
 	int flush_due;              /* reports waited FLUSH_MS: send them */
+	uint64_t report_seq;
+	long claimed;
+	uv_timer_t renew, grace, flush;
 	uv_signal_t sigterm, sigint, sighup, sigchld;
 	struct jbuf jb;
-	int exit_code;
+	int exit_code;              /* EX_TEMPFAIL after a second signal */
 };
 
 /* ---- worker.c: lifecycle ---------------------------------------------- */
@@ -145,9 +184,13 @@ struct worker {
  * to stop or ran out of work. */
 void worker_maybe_finish(struct worker *w);
 
-/* worker_out_of_work: 1 when the worker claims no more jobs (told to stop,
- * --burst found nothing, --max-jobs reached). */
+/* worker_out_of_work: 1 when the worker claims no more jobs (any state
+ * but WORKING). */
 int worker_out_of_work(const struct worker *w);
+
+/* worker_no_more_work: WORKING -> OUT_OF_WORK (--burst found nothing, or
+ * --max-jobs jobs were claimed); no change in any other state. */
+void worker_no_more_work(struct worker *w);
 
 /* ---- worker_slot.c: slots and their handler processes ------------------ */
 

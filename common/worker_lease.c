@@ -143,8 +143,8 @@ ahead_renewed(struct worker *w, const char *id, const char *token, const char *v
 static void
 apply_renewal(struct worker *w, const struct renew_call *c, const redisReply *r)
 {
-	if (w->announce_leases) {
-		w->announce_leases = 0;
+	if (w->cmd_link == CMD_BACK) {
+		w->cmd_link = CMD_UP;
 		announce_leases(c, r);
 	}
 	for (int i = 0; i < c->n && (size_t)i < r->elements; i++) {

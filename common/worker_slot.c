@@ -379,7 +379,7 @@ slot_job_done(struct slot *s)
 static void
 line_process_down(struct slot *s)
 {
-	int asked = s->stop != STOP_NONE || s->shutting || s->w->draining;
+	int asked = s->stop != STOP_NONE || s->shutting || s->w->state >= DRAINING;
 	int64_t delay = 0;
 
 	s->up = 0;
