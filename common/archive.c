@@ -16,7 +16,6 @@
 #define LOG_READ_COUNT "100"   /* log entries per read (each names many jobs) */
 #define EVENTS_PAGE 1000       /* event entries per XRANGE */
 #define EVENTS_PAGE_S "1000"
-#define RESTORE_FIELDS 9       /* per job, see restore.lua */
 
 /* The jobs of one batch, and what Redis holds of them. */
 struct batch {
@@ -448,36 +447,29 @@ settle(struct archiver *a, const struct keys *k, const char *queue,
     const struct batch *b, const redisReply *const *entries, size_t n,
     long *moved)
 {
-	size_t max = 3 + KEYS_SCRIPT + 3 + n + (b ? b->n : 0);
-	const char **argv = xcalloc(max, sizeof *argv);
-	size_t *lens = xcalloc(max, sizeof *lens);
-	char numkeys[16], count[24];
-	int argc, rc = 0;
+	struct script_args call = {0};
+	int rc = 0;
 
-	script_argv(&script_archive, KEYS_SCRIPT, numkeys, argv, lens);
-	argc = 3 + keys_script_argv(k, argv + 3);
-	snprintf(count, sizeof count, "%zu", n);
-	argv[argc++] = k->base;
-	argv[argc++] = ARCHIVE_GROUP;
-	argv[argc++] = count;
+	script_args_begin(&call, &script_archive);
+	script_args_queue_keys(&call, k);
+	script_args_arg(&call, k->base);
+	script_args_arg(&call, ARCHIVE_GROUP);
+	script_args_argll(&call, (long long)n);
 	for (size_t i = 0; i < n; i++)
-		argv[argc++] = entries[i]->element[0]->str;
+		script_args_arg(&call, entries[i]->element[0]->str);
 	for (size_t i = 0; b && i < b->n; i++) {
 		const redisReply *h = b->hashes[i];
 		const redisReply *st = h->elements ? field_of(h, "status") : NULL;
 		if (!st || ledger_final(st->str))
-			argv[argc++] = b->ids[i];
+			script_args_arg(&call, b->ids[i]);
 	}
-	for (int i = 3; i < argc; i++)
-		lens[i] = strlen(argv[i]);
-	redisReply *r = script_call(a->redis, a->url, &script_archive, argc, argv, lens);
+	redisReply *r = script_call(a->redis, a->url, &call);
 	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
 		rc = redis_failed(a, queue, "acknowledging the archive", r);
 	else
 		*moved = (long)r->element[1]->integer;
 	freeReplyObject(r);
-	free(argv);
-	free(lens);
+	script_args_free(&call);
 	return rc;
 }
 
@@ -742,28 +734,18 @@ restore_rows(struct archiver *a, const struct keys *k, const char *queue,
 		free(missing);
 		return n < 0 ? n : 0;
 	}
-	size_t max = 3 + KEYS_SCRIPT + 2 + (size_t)n * RESTORE_FIELDS;
-	const char **argv = xcalloc(max, sizeof *argv);
-	size_t *lens = xcalloc(max, sizeof *lens);
-	char numkeys[16];
-	int argc, rc = 0;
+	struct script_args call = {0};
+	int rc = 0;
 
-	script_argv(&script_restore, KEYS_SCRIPT, numkeys, argv, lens);
-	argc = 3 + keys_script_argv(k, argv + 3);
-	for (int i = 3; i < argc; i++)
-		lens[i] = strlen(argv[i]);
-	argv[argc] = k->base;
-	lens[argc] = strlen(k->base);
-	argc++;
-	argv[argc] = LOG_CAP;
-	lens[argc] = strlen(LOG_CAP);
-	argc++;
+	script_args_begin(&call, &script_restore);
+	script_args_queue_keys(&call, k);
+	script_args_arg(&call, k->base);
+	script_args_arg(&call, LOG_CAP);
 	for (int i = 0; i < n; i++)
-		for (int f = 0; f < RESTORE_FIELDS; f++, argc++) {
-			argv[argc] = pq.getvalue(rows, missing[i], f);
-			lens[argc] = (size_t)pq.getlength(rows, missing[i], f);
-		}
-	redisReply *r = script_call(a->redis, a->url, &script_restore, argc, argv, lens);
+		for (int f = 0; f < RESTORE_FIELDS; f++)
+			script_args_argn(&call, pq.getvalue(rows, missing[i], f),
+			    (size_t)pq.getlength(rows, missing[i], f));
+	redisReply *r = script_call(a->redis, a->url, &call);
 	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
 		rc = redis_failed(a, queue, "restoring jobs from the ledger", r);
 	} else {
@@ -773,8 +755,7 @@ restore_rows(struct archiver *a, const struct keys *k, const char *queue,
 				    r->element[i]);
 	}
 	freeReplyObject(r);
-	free(argv);
-	free(lens);
+	script_args_free(&call);
 	free(missing);
 	return rc;
 }

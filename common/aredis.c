@@ -230,6 +230,15 @@ aredis_command(struct aredis *r, redisCallbackFn *cb, void *priv, int argc,
 	    0 : -1;
 }
 
+int
+aredis_script(struct aredis *r, redisCallbackFn *cb, void *priv,
+    struct script_args *a)
+{
+	int argc = script_args_seal(a);
+
+	return aredis_command(r, cb, priv, argc, a->argv, a->lens);
+}
+
 void
 aredis_drop(struct aredis *r, const char *why)
 {

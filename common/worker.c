@@ -223,6 +223,8 @@ cleanup(struct worker *w)
 		free(w->ahead[i].payload);
 	free(w->ahead);
 	held_free_all(w);
+	script_args_free(&w->events);
+	script_args_free(&w->call);
 	free(w->slots);
 	jb_free(&w->jb);
 }

@@ -101,16 +101,16 @@ start_ahead_jobs(struct worker *w)
 	w->nahead -= k;
 }
 
-/* The claimed jobs of a work reply: each 6 values (id, payload, attempt,
- * max_attempts, timeout ms or '', lease token) go behind those claimed
- * ahead, then as many as there are free slots start. */
+/* The claimed jobs of a work reply: each CLAIM_FIELDS values (id, payload,
+ * attempt, max_attempts, timeout ms or '', lease token) go behind those
+ * claimed ahead, then as many as there are free slots start. */
 static void
 start_claimed(struct worker *w, const redisReply *claimed, uint64_t sent_at)
 {
-	size_t n = claimed->elements / 6;
+	size_t n = claimed->elements / CLAIM_FIELDS;
 
 	w->ahead = xrealloc(w->ahead, (w->nahead + n + 1) * sizeof *w->ahead);
-	for (size_t i = 0; i + 5 < claimed->elements; i += 6) {
+	for (size_t i = 0; i + CLAIM_FIELDS <= claimed->elements; i += CLAIM_FIELDS) {
 		redisReply **job = claimed->element + i;
 		struct ahead *a = &w->ahead[w->nahead++];
 		snprintf(a->id, sizeof a->id, "%.*s", (int)job[0]->len, job[0]->str);
@@ -168,7 +168,8 @@ on_work_reply(redisAsyncContext *ac, void *reply, void *priv)
 	if (call->k > 0 && r->element[1]->elements == 0 && w->o->burst &&
 	    w->running == 0 && w->nreports == 0 && w->nahead == 0)
 		worker_no_more_work(w);
-	w->nothing_to_claim = call->k > 0 && r->element[1]->elements / 6 < (size_t)call->k;
+	w->nothing_to_claim = call->k > 0 && r->element[1]->elements / CLAIM_FIELDS <
+	    (size_t)call->k;
 	if (w->nothing_to_claim)
 		start_wait(w, r->element[2]->integer, r->element[3]->integer);
 	free_work_call(call);
@@ -177,42 +178,48 @@ on_work_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 /* Build and send the work script: the reports no call carries yet and a
  * claim of k. */
+/* A report as work.lua takes it. */
+static void
+add_report(struct script_args *a, const struct report *r)
+{
+	const char *fields[] = {r->id, r->token, r->outcome, r->result, r->error,
+	    r->exit_code, r->delay};
+	_Static_assert(sizeof fields / sizeof fields[0] == REPORT_FIELDS,
+	    "work.lua takes REPORT_FIELDS values per report");
+
+	for (size_t i = 0; i < REPORT_FIELDS; i++)
+		script_args_arg(a, fields[i]);
+}
+
+/* Build and send the work call (work.lua's ARGV, in its order). */
 static void
 send_work(struct worker *w, int k)
 {
 	size_t n = reports_unsent(w), m = 0;
-	int argc = 3 + KEYS_SCRIPT + 7 + (int)n * 7, a = 3;
-	const char **argv = xcalloc((size_t)argc, sizeof *argv);
-	size_t *lens = xcalloc((size_t)argc, sizeof *lens);
-	char numkeys[16], kbuf[16], nbuf[24];
+	struct script_args *a = &w->call;
 	struct work_call *call = xcalloc(1, sizeof *call);
 
-	snprintf(kbuf, sizeof kbuf, "%d", k);
-	snprintf(nbuf, sizeof nbuf, "%zu", n);
-	const char *fixed[] = {w->keys.base, w->o->worker_id, w->lease_str, kbuf,
-	    LOG_CAP, PROMOTE_MAX, nbuf};
-	script_argv(&script_work, KEYS_SCRIPT, numkeys, argv, lens);
-	a += keys_script_argv(&w->keys, argv + a);
-	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-		argv[a++] = fixed[i];
+	script_args_begin(a, &script_work);
+	script_args_queue_keys(a, &w->keys);
+	script_args_arg(a, w->keys.base);
+	script_args_arg(a, w->o->worker_id);
+	script_args_arg(a, w->lease_str);
+	script_args_argll(a, k);
+	script_args_arg(a, LOG_CAP);
+	script_args_arg(a, PROMOTE_MAX);
+	script_args_argll(a, (long long)n);
 	call->seqs = xcalloc(n + 1, sizeof *call->seqs);
 	for (size_t i = 0; i < w->nreports; i++) {
-		struct report *r = &w->reports[i];
-		if (r->sent)
+		if (w->reports[i].sent)
 			continue;
-		const char *f[] = {r->id, r->token, r->outcome, r->result, r->error,
-		    r->exit_code, r->delay};
-		for (int j = 0; j < 7; j++)
-			argv[a++] = f[j];
-		call->seqs[m++] = r->seq;
+		add_report(a, &w->reports[i]);
+		call->seqs[m++] = w->reports[i].seq;
 	}
-	for (int i = 3; i < argc; i++)
-		lens[i] = strlen(argv[i]);
 	call->w = w;
 	call->sent_at = child_now_ms();
 	call->nreports = n;
 	call->k = k;
-	if (aredis_command(&w->cmd, on_work_reply, call, argc, argv, lens) == 0) {
+	if (aredis_script(&w->cmd, on_work_reply, call, a) == 0) {
 		w->work_in_flight++;
 		w->claiming += k;
 		for (size_t i = 0; i < w->nreports; i++)
@@ -220,8 +227,6 @@ send_work(struct worker *w, int k)
 	} else {
 		free_work_call(call);
 	}
-	free(argv);
-	free(lens);
 }
 
 static void

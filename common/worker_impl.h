@@ -15,6 +15,7 @@
 #include "id.h"
 #include "json.h"
 #include "keys.h"
+#include "script.h"
 #include "worker.h"
 
 #define ERROR_TAIL 4096       /* bytes of a handler's stderr kept for `error` */
@@ -148,6 +149,9 @@ struct worker {
 	const struct worker_options *o;
 	struct held_call *held, **held_tail;
 	size_t held_bytes;
+	struct script_args events;  /* the event call being built */
+	char event_keys[KEYS_EVENT][KEY_MAX + ID_MAX];
+	struct script_args call;    /* a work or renew call being built */
 	uv_loop_t *loop;
 	struct keys keys;
 	char host[256], pid[16], started[24], lease_str[24];
@@ -255,23 +259,14 @@ void reports_clear(struct worker *w);
 /* reports_unsent: the reports no work call in flight carries. */
 size_t reports_unsent(const struct worker *w);
 
-/* An event call being built: EVALSHA words, some of them owned. */
-struct event_batch {
-	const char **argv;
-	size_t *lens;
-	char **owned;
-	int argc, cap, nowned;
-};
-
-void batch_push(struct event_batch *b, const char *s, size_t n, int owned);
-void batch_free(struct event_batch *b);
-
-/* event_line: append line[0..n) to b as an event of type kind. */
-void event_line(struct event_batch *b, const char *kind, const char *line, size_t n);
-
-/* send_events: hold the event call b of the job of s (unless too much is
- * held already: then its lines are counted as dropped) and send it. */
-void send_events(struct slot *s, struct event_batch *b, char *jobkey, char *evkey);
+/* events_begin: start the event call of the job of s in w->events (its
+ * keys, lease token, stream cap and call number); event_line adds a line
+ * to it as an event of type kind; send_events holds the call, unless it
+ * has no line or too much is held already (its lines are then counted as
+ * dropped), and sends it. */
+void events_begin(struct slot *s);
+void event_line(struct worker *w, const char *kind, const char *line, size_t n);
+void send_events(struct slot *s);
 
 /* send_held: send, in order, the event calls held and not sent yet. */
 void send_held(struct worker *w);

@@ -203,14 +203,13 @@ add_held(struct renew_call *c, const char *id, const char *token)
 	c->n++;
 }
 
-/* Renew every lease held: running handlers and outcomes not yet reported. */
-void
-send_renew(struct worker *w)
+/* The leases held: running handlers, outcomes not yet reported, jobs
+ * claimed ahead. */
+static struct renew_call *
+leases_held(struct worker *w)
 {
 	size_t cap = (size_t)w->o->concurrency + w->nreports + w->nahead;
 	struct renew_call *c = xcalloc(1, sizeof *c);
-	char numkeys[16], ttl[24], whash[KEY_MAX + 300];
-	int a = 3;
 
 	c->w = w;
 	c->ids = xcalloc(cap + 1, sizeof *c->ids);
@@ -222,36 +221,43 @@ send_renew(struct worker *w)
 		add_held(c, w->reports[i].id, w->reports[i].token);
 	for (size_t i = 0; i < w->nahead; i++)
 		add_held(c, w->ahead[i].id, w->ahead[i].token);
-	snprintf(ttl, sizeof ttl, "%lld", (long long)w->o->lease_ms);
+	return c;
+}
+
+/* Renew every lease held (renew.lua's ARGV, in its order). */
+void
+send_renew(struct worker *w)
+{
+	struct renew_call *c = leases_held(w);
+	struct script_args *a = &w->call;
+	const char *keys[KEYS_RENEW];
+	char whash[KEY_MAX + 300];
+	/* the heartbeat lives as long as a lease; recovery of other workers'
+	 * expired leases rides along each renewal: one bounded ZRANGEBYSCORE,
+	 * so a dead worker's jobs are back within lease + lease/3 with no
+	 * aq-sweep running */
+	const char *fixed[] = {w->keys.base, w->o->worker_id, w->lease_str,
+	    w->lease_str, w->host, w->pid, w->o->cfg->queue, w->started,
+	    RECOVER_MAX, LOG_CAP};
+	_Static_assert(sizeof fixed / sizeof fixed[0] == RENEW_FIXED_ARGS,
+	    "renew.lua takes RENEW_FIXED_ARGS values before the leases");
+
 	keys_worker(&w->keys, w->o->worker_id, whash, sizeof whash);
-	int argc = 3 + KEYS_SCRIPT + 1 + 10 + 2 * c->n;
-	const char **argv = xcalloc((size_t)argc, sizeof *argv);
-	size_t *lens = xcalloc((size_t)argc, sizeof *lens);
-	/* recovery of other workers' expired leases rides along each renewal:
-	 * one bounded ZRANGEBYSCORE, so a dead worker's jobs are back within
-	 * lease + lease/3 with no aq-sweep running */
-	const char *recover = RECOVER_MAX;
-	script_argv(&script_renew, KEYS_SCRIPT + 1, numkeys, argv, lens);
-	a += keys_script_argv(&w->keys, argv + a);
-	const char *fixed[] = {whash, w->keys.base, w->o->worker_id, w->lease_str,
-	    ttl, w->host, w->pid, w->o->cfg->queue, w->started, recover, LOG_CAP};
-	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-		argv[a++] = fixed[i];
+	script_args_begin(a, &script_renew);
+	script_args_keys(a, keys, keys_renew_argv(&w->keys, whash, keys));
+	for (size_t i = 0; i < RENEW_FIXED_ARGS; i++)
+		script_args_arg(a, fixed[i]);
 	for (int i = 0; i < c->n; i++) {
-		argv[a++] = c->ids[i];
-		argv[a++] = c->tokens[i];
+		script_args_arg(a, c->ids[i]);
+		script_args_arg(a, c->tokens[i]);
 	}
-	for (int i = 3; i < argc; i++)
-		lens[i] = strlen(argv[i]);
 	c->sent_at = child_now_ms();
-	if (aredis_command(&w->cmd, on_renew_reply, c, argc, argv, lens) == 0) {
+	if (aredis_script(&w->cmd, on_renew_reply, c, a) == 0) {
 		w->renew_in_flight = 1;
 		w->renew_sent_at = c->sent_at;
 	} else {
 		free_renew_call(c);
 	}
-	free(argv);
-	free(lens);
 }
 
 /* Line mode: a process between jobs holds no lease, but it is guarded

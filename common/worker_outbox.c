@@ -112,41 +112,31 @@ reports_unsent(const struct worker *w)
 
 /* ---- events: output lines of a handler -------------------------------- */
 
-void
-batch_push(struct event_batch *b, const char *s, size_t n, int owned)
-{
-	if (b->argc == b->cap) {
-		b->cap = b->cap ? b->cap * 2 : 16;
-		b->argv = xrealloc(b->argv, (size_t)b->cap * sizeof *b->argv);
-		b->lens = xrealloc(b->lens, (size_t)b->cap * sizeof *b->lens);
-		b->owned = xrealloc(b->owned, (size_t)b->cap * sizeof *b->owned);
-	}
-	b->argv[b->argc] = s;
-	b->lens[b->argc++] = n;
-	if (owned)
-		b->owned[b->nowned++] = (char *)s;
-}
-
-void
-batch_free(struct event_batch *b)
-{
-	for (int i = 0; i < b->nowned; i++)
-		free(b->owned[i]);
-	free(b->argv);
-	free(b->lens);
-	free(b->owned);
-}
-
 static void free_held(struct held_call *h);
 
-/* Append the line to the batch as an event of type kind. */
 void
-event_line(struct event_batch *b, const char *kind, const char *line, size_t n)
+events_begin(struct slot *s)
+{
+	struct worker *w = s->w;
+	struct script_args *a = &w->events;
+	const char *keys[KEYS_EVENT];
+
+	script_args_begin(a, &script_event);
+	script_args_keys(a, keys, keys_event_argv(&w->keys, s->id, w->event_keys[0],
+	    w->event_keys[1], keys));
+	script_args_arg(a, s->token);
+	script_args_arg(a, EVENTS_CAP);
+	script_args_argll(a, (long long)s->event_calls + 1);
+}
+
+void
+event_line(struct worker *w, const char *kind, const char *line, size_t n)
 {
 	char *data = json_or_string(line, n);
 
-	batch_push(b, kind, strlen(kind), 0);
-	batch_push(b, data, strlen(data), 1);
+	script_args_arg(&w->events, kind);
+	script_args_argcopy(&w->events, data, strlen(data));
+	free(data);
 }
 
 /*
@@ -192,20 +182,22 @@ on_event_reply(redisAsyncContext *ac, void *reply, void *priv)
 	free_held(h);
 }
 
+/* Keep a copy of the call a, to be sent (again, if need be) until Redis
+ * answers it. */
 static void
-hold_call(struct worker *w, const struct event_batch *b)
+hold_call(struct worker *w, struct script_args *a)
 {
 	struct held_call *h = xcalloc(1, sizeof *h);
 
-	h->argc = b->argc;
-	h->argv = xcalloc((size_t)b->argc, sizeof *h->argv);
-	h->lens = xcalloc((size_t)b->argc, sizeof *h->lens);
-	for (int i = 0; i < b->argc; i++) {
-		h->argv[i] = xmalloc(b->lens[i] + 1);
-		memcpy(h->argv[i], b->argv[i], b->lens[i]);
-		h->argv[i][b->lens[i]] = '\0';
-		h->lens[i] = b->lens[i];
-		h->bytes += b->lens[i];
+	h->argc = script_args_seal(a);
+	h->argv = xcalloc((size_t)h->argc, sizeof *h->argv);
+	h->lens = xcalloc((size_t)h->argc, sizeof *h->lens);
+	for (int i = 0; i < h->argc; i++) {
+		h->argv[i] = xmalloc(a->lens[i] + 1);
+		memcpy(h->argv[i], a->argv[i], a->lens[i]);
+		h->argv[i][a->lens[i]] = '\0';
+		h->lens[i] = a->lens[i];
+		h->bytes += a->lens[i];
 	}
 	w->held_bytes += h->bytes;
 	*w->held_tail = h;
@@ -237,24 +229,20 @@ send_held(struct worker *w)
 }
 
 void
-send_events(struct slot *s, struct event_batch *b, char *jobkey, char *evkey)
+send_events(struct slot *s)
 {
 	struct worker *w = s->w;
-	char numkeys[16];
-	int nlines = (b->argc - 8) / 2;
+	int nlines = (script_args_nargs(&w->events) - EVENT_FIXED_ARGS) /
+	    EVENT_LINE_FIELDS;
 
 	if (nlines <= 0)
 		return;
-	script_argv(&script_event, 2, numkeys, b->argv, b->lens);
-	b->argv[3] = jobkey;
-	b->lens[3] = strlen(jobkey);
-	b->argv[4] = evkey;
-	b->lens[4] = strlen(evkey);
+	s->event_calls++;
 	if (w->held_bytes >= HELD_MAX) {
 		s->dropped_events += (unsigned long)nlines;
 		return;
 	}
-	hold_call(w, b);
+	hold_call(w, &w->events);
 	send_held(w);
 }
 

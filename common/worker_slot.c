@@ -44,7 +44,7 @@ keep_error_tail(struct slot *s, const char *line, size_t n)
 }
 
 static void
-take_line(struct slot *s, int is_err, char *line, size_t n, struct event_batch *b)
+take_line(struct slot *s, int is_err, char *line, size_t n)
 {
 	if (n > 0 && line[n - 1] == '\r')
 		n--;
@@ -56,7 +56,7 @@ take_line(struct slot *s, int is_err, char *line, size_t n, struct event_batch *
 	if (is_err) {
 		fprintf(stderr, "%s: %.*s\n", s->id, (int)n, line);
 		keep_error_tail(s, line, n);
-		event_line(b, "stderr", line, n);
+		event_line(s->w, "stderr", line, n);
 		return;
 	}
 	if (s->w->o->lines) {
@@ -66,23 +66,22 @@ take_line(struct slot *s, int is_err, char *line, size_t n, struct event_batch *
 	free(s->last);
 	s->last = xstrndup(line, n);
 	s->last_len = n;
-	event_line(b, "stdout", line, n);
+	event_line(s->w, "stdout", line, n);
 }
 
 /* Cut the lines out of l (and the rest too when at_eof or l is full). */
 static void
-cut_lines(struct slot *s, int is_err, struct lines *l, int at_eof,
-    struct event_batch *b)
+cut_lines(struct slot *s, int is_err, struct lines *l, int at_eof)
 {
 	size_t start = 0;
 	char *nl;
 
 	while ((nl = memchr(l->buf + start, '\n', l->len - start))) {
-		take_line(s, is_err, l->buf + start, (size_t)(nl - l->buf) - start, b);
+		take_line(s, is_err, l->buf + start, (size_t)(nl - l->buf) - start);
 		start = (size_t)(nl - l->buf) + 1;
 	}
 	if (start < l->len && (at_eof || l->len - start >= s->w->o->cfg->max_line)) {
-		take_line(s, is_err, l->buf + start, l->len - start, b);
+		take_line(s, is_err, l->buf + start, l->len - start);
 		start = l->len;
 	}
 	memmove(l->buf, l->buf + start, l->len - start);
@@ -127,32 +126,15 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	struct slot *s = st->data;
 	int is_err = (uv_pipe_t *)st == &s->err;
 	struct lines *l = is_err ? &s->errl : &s->outl;
-	struct event_batch b = {0};
-	char jobkey[KEY_MAX + ID_MAX], evkey[KEY_MAX + ID_MAX];
 
 	(void)buf;
 	if (n == 0)
 		return;
 	if (n > 0)
 		l->len += (size_t)n;
-	/* room for EVALSHA sha numkeys KEYS[2] token cap call-number */
-	char callno[24];
-	for (int i = 0; i < 8; i++)
-		batch_push(&b, "", 0, 0);
-	b.argv[5] = s->token;
-	b.lens[5] = strlen(s->token);
-	b.argv[6] = EVENTS_CAP;
-	b.lens[6] = strlen(EVENTS_CAP);
-	snprintf(callno, sizeof callno, "%lu", s->event_calls + 1);
-	b.argv[7] = callno;
-	b.lens[7] = strlen(callno);
-	cut_lines(s, is_err, l, n < 0, &b);
-	snprintf(jobkey, sizeof jobkey, "%s%s", s->w->keys.job, s->id);
-	keys_events(&s->w->keys, s->id, evkey, sizeof evkey);
-	if ((b.argc - 8) / 2 > 0)
-		s->event_calls++;
-	send_events(s, &b, jobkey, evkey);
-	batch_free(&b);
+	events_begin(s); /* the lines cut are its events */
+	cut_lines(s, is_err, l, n < 0);
+	send_events(s);
 	if (n < 0)
 		close_pipe((uv_pipe_t *)st);
 }

@@ -252,9 +252,26 @@ cmp_queue(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* The figures of queue from health.lua, loaded again on NOSCRIPT; as
+ * script_try_call, NULL with err set when it could not be loaded. */
+static redisReply *
+call_health(struct health *h, struct script_args *a, const char *queue,
+    char *err, size_t errlen)
+{
+	struct keys k;
+
+	keys_init(&k, h->cfg.prefix, queue);
+	script_args_begin(a, &script_health);
+	script_args_queue_keys(a, &k);
+	script_args_arg(a, k.base);
+	script_args_arg(a, ARCHIVE_GROUP);
+	return script_try_call(h->redis, a, err, errlen);
+}
+
 static void
 check_queues(struct health *h)
 {
+	struct script_args call = {0};
 	char err[512];
 
 	if (h->nqueues == 0) { /* all of them: in a stable order */
@@ -268,31 +285,23 @@ check_queues(struct health *h)
 		return;
 	}
 	for (int i = 0; i < h->nqueues && h->reachable; i++) {
-		struct keys k;
-		char numkeys[16];
-		const char *argv[3 + KEYS_SCRIPT + 2];
-		size_t lens[3 + KEYS_SCRIPT + 2];
-		redisReply *r;
-		keys_init(&k, h->cfg.prefix, h->queues[i]);
-		script_argv(&script_health, KEYS_SCRIPT, numkeys, argv, lens);
-		int argc = 3 + keys_script_argv(&k, argv + 3);
-		argv[argc++] = k.base;
-		argv[argc++] = ARCHIVE_GROUP;
-		for (int j = 3; j < argc; j++)
-			lens[j] = strlen(argv[j]);
-		r = redisCommandArgv(h->redis, argc, argv, lens);
-		if (r && r->type == REDIS_REPLY_ARRAY && r->elements != 9) {
+		redisReply *r = call_health(h, &call, h->queues[i], err, sizeof err);
+		if (r && r->type == REDIS_REPLY_ARRAY && r->elements != HEALTH_FIGURES) {
 			alert(h, UNKNOWN, "queue %s: unexpected reply from the health "
 			    "script", h->queues[i]);
 			freeReplyObject(r);
 			continue;
 		}
 		if (!r || r->type != REDIS_REPLY_ARRAY) {
-			snprintf(h->why, sizeof h->why, "the health script failed: %s",
-			    r && r->type == REDIS_REPLY_ERROR ? r->str : h->redis->errstr);
+			if (!r && err[0]) /* it could not be loaded again */
+				snprintf(h->why, sizeof h->why, "%s", err);
+			else
+				snprintf(h->why, sizeof h->why, "the health script "
+				    "failed: %s", r && r->type == REDIS_REPLY_ERROR ?
+				    r->str : h->redis->errstr);
 			h->reachable = 0;
 			freeReplyObject(r);
-			return;
+			break;
 		}
 		h->fig[h->nfig].queue = h->queues[i];
 		read_figures(&h->fig[h->nfig], r);
@@ -301,6 +310,7 @@ check_queues(struct health *h)
 			read_workers(h, &h->fig[h->nfig]);
 		h->nfig++;
 	}
+	script_args_free(&call);
 }
 
 /* ---- judging ---------------------------------------------------------- */

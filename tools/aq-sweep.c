@@ -61,6 +61,7 @@ struct sweeper {
 	int ledger_failed;           /* in this pass */
 	char **names;                /* the queues of this pass */
 	size_t nnames, capnames;
+	struct script_args call;     /* an action's call, being built */
 	struct jbuf out;
 	unsigned long actions_taken;
 	int down;                    /* Redis unreachable: said once */
@@ -148,24 +149,18 @@ sweep_action(struct sweeper *s, const char *queue, const struct action *a,
     long long param)
 {
 	struct keys k;
-	char numkeys[16], cap[24], limit[24], p[24], shown[1024];
-	const char *argv[3 + KEYS_SCRIPT + 5];
-	size_t lens[3 + KEYS_SCRIPT + 5];
+	char shown[1024];
 
 	keys_init(&k, s->cfg.prefix, queue);
-	snprintf(cap, sizeof cap, "%ld", s->log_cap);
-	snprintf(limit, sizeof limit, "%ld", s->batch);
-	snprintf(p, sizeof p, "%lld", param);
-	script_argv(&script_sweep, KEYS_SCRIPT, numkeys, argv, lens);
-	int argc = 3 + keys_script_argv(&k, argv + 3);
-	const char *args[] = {a->name, k.base, cap, limit, p};
-	for (int i = 0; i < 5; i++)
-		argv[argc++] = args[i];
-	for (int i = 3; i < argc; i++)
-		lens[i] = strlen(argv[i]);
+	script_args_begin(&s->call, &script_sweep);
+	script_args_queue_keys(&s->call, &k);
+	script_args_arg(&s->call, a->name);
+	script_args_arg(&s->call, k.base);
+	script_args_argll(&s->call, s->log_cap);
+	script_args_argll(&s->call, s->batch);
+	script_args_argll(&s->call, param);
 	for (;;) {
-		redisReply *r = script_call(s->redis, &s->cfg.redis, &script_sweep,
-		    argc, argv, lens);
+		redisReply *r = script_call(s->redis, &s->cfg.redis, &s->call);
 		size_t step = a->pairs ? 2 : 1, n;
 		if (!r) {
 			warnmsg("lost the connection to redis at %s while sweeping "
@@ -537,6 +532,7 @@ main(int argc, char **argv)
 	ledger_close(&s.ledger);
 	clear_names(&s);
 	free(s.names);
+	script_args_free(&s.call);
 	jb_free(&s.out);
 	config_free(&s.cfg);
 	return finish_stdout(s.every_ms < 0 ? pass_status(rc) : 0);
