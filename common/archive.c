@@ -123,28 +123,11 @@ batch_add(struct batch *b, const char *id, size_t n)
 	b->ids[b->n++] = xstrndup(id, n);
 }
 
-static int
-cmp_str(const void *x, const void *y)
-{
-	return strcmp(*(char *const *)x, *(char *const *)y);
-}
-
 /* Sort the ids and drop the repeated ones (a job changes state many times). */
 static void
 batch_unique(struct batch *b)
 {
-	size_t k = 0;
-
-	if (b->n < 2)
-		return;
-	qsort(b->ids, b->n, sizeof *b->ids, cmp_str);
-	for (size_t i = 0; i < b->n; i++) {
-		if (k > 0 && strcmp(b->ids[k - 1], b->ids[i]) == 0)
-			free(b->ids[i]);
-		else
-			b->ids[k++] = b->ids[i];
-	}
-	b->n = k;
+	b->n = strv_sort_unique(b->ids, b->n);
 }
 
 static void
@@ -368,7 +351,7 @@ fetch_jobs(struct archiver *a, struct batch *b, const struct keys *k,
 	b->after = xcalloc(b->n, sizeof *b->after);
 	for (size_t i = 0; i < b->n; i++) {
 		const char *argv[2] = {"HGETALL", key};
-		snprintf(key, sizeof key, "%s%s", k->job, b->ids[i]);
+		keys_job(k, b->ids[i], key, sizeof key);
 		if (redisAppendCommandArgv(a->redis, 2, argv, NULL) != REDIS_OK)
 			return redis_failed(a, queue, "reading jobs to archive", NULL);
 	}
@@ -704,7 +687,7 @@ lacking(struct archiver *a, const struct keys *k, const char *queue,
 
 	for (int i = 0; i < n; i++) {
 		const char *argv[2] = {"EXISTS", key};
-		snprintf(key, sizeof key, "%s%s", k->job, pq.getvalue(rows, i, 0));
+		keys_job(k, pq.getvalue(rows, i, 0), key, sizeof key);
 		if (redisAppendCommandArgv(a->redis, 2, argv, NULL) != REDIS_OK)
 			return redis_failed(a, queue, "looking for jobs to restore", NULL);
 	}

@@ -228,6 +228,17 @@ jb_json(struct jbuf *b, const char *s, size_t n)
 	json_decref(v);
 }
 
+void
+jb_json_or_str(struct jbuf *b, const char *s, size_t n)
+{
+	char err[64];
+
+	if (n > 0 && json_check(s, n, err, sizeof err) == 0)
+		jb_json(b, s, n);
+	else
+		jb_str(b, s, n);
+}
+
 int
 json_check(const char *s, size_t n, char *err, size_t errlen)
 {

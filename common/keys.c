@@ -79,25 +79,30 @@ keys_renew_argv(const struct keys *k, const char *worker_hash, const char **argv
 	return n;
 }
 
+/* The key of id under prefix ("P:{Q}:job:" and the like), in buf. */
+static char *
+key_of(const char *prefix, const char *id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", prefix, id);
+	return buf;
+}
+
 char *
 keys_job(const struct keys *k, const char *id, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s%s", k->job, id);
-	return buf;
+	return key_of(k->job, id, buf, len);
 }
 
 char *
 keys_events(const struct keys *k, const char *id, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s%s", k->events, id);
-	return buf;
+	return key_of(k->events, id, buf, len);
 }
 
 char *
 keys_worker(const struct keys *k, const char *id, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s%s", k->worker, id);
-	return buf;
+	return key_of(k->worker, id, buf, len);
 }
 
 char *

@@ -216,7 +216,7 @@ send_work(struct worker *w, int k)
 		call->seqs[m++] = w->reports[i].seq;
 	}
 	call->w = w;
-	call->sent_at = child_now_ms();
+	call->sent_at = clock_mono_ms();
 	call->nreports = n;
 	call->k = k;
 	if (aredis_script(&w->cmd, on_work_reply, call, a) == 0) {

@@ -12,6 +12,7 @@
 
 #include "aredis.h"
 #include "child.h"
+#include "clock.h"
 #include "id.h"
 #include "json.h"
 #include "keys.h"
@@ -65,7 +66,7 @@ struct slot {
 	enum stop_reason stop;
 	int killed;                 /* SIGKILL sent */
 	int lost;                   /* lease lost: report nothing */
-	uint64_t lease_deadline;    /* child_now_ms clock: the worker kills */
+	uint64_t lease_deadline;    /* clock_mono_ms clock: the worker kills */
 	uint64_t keeper_deadline;   /* the keeper kills, should the worker not */
 	struct lines outl, errl;
 	char *last, *payload;       /* last stdout line: the result */

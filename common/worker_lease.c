@@ -32,7 +32,7 @@ static void
 on_lease_term(uv_timer_t *t)
 {
 	struct slot *s = t->data;
-	uint64_t now = child_now_ms();
+	uint64_t now = clock_mono_ms();
 	uint64_t left = s->lease_deadline > now ? s->lease_deadline - now : 0;
 
 	warnmsg("job %s: its lease could not be renewed for two thirds of its "
@@ -85,7 +85,7 @@ slot_lease_renewed(struct slot *s, uint64_t sent_at)
 	const struct worker *w = s->w;
 	uint64_t margin = (uint64_t)(w->o->lease_ms / 5 > 400 ? w->o->lease_ms / 5 : 400);
 	uint64_t deadline = sent_at + (uint64_t)w->o->lease_ms - margin;
-	uint64_t now = child_now_ms();
+	uint64_t now = clock_mono_ms();
 
 	uint64_t term = sent_at + (uint64_t)w->o->lease_ms * 2 / 3;
 
@@ -251,7 +251,7 @@ send_renew(struct worker *w)
 		script_args_arg(a, c->ids[i]);
 		script_args_arg(a, c->tokens[i]);
 	}
-	c->sent_at = child_now_ms();
+	c->sent_at = clock_mono_ms();
 	if (aredis_script(&w->cmd, on_renew_reply, c, a) == 0) {
 		w->renew_in_flight = 1;
 		w->renew_sent_at = c->sent_at;
@@ -265,7 +265,7 @@ send_renew(struct worker *w)
 static void
 guard_idle(struct worker *w)
 {
-	uint64_t now = child_now_ms();
+	uint64_t now = clock_mono_ms();
 
 	for (int i = 0; i < w->o->concurrency; i++)
 		if (w->slots[i].up && !w->slots[i].busy)
@@ -279,7 +279,7 @@ on_renew_timer(uv_timer_t *t)
 
 	if (w->renew_in_flight) {
 		/* a server that takes a whole renewal period to answer is gone */
-		if (child_now_ms() - w->renew_sent_at >= (uint64_t)w->o->lease_ms / 3)
+		if (clock_mono_ms() - w->renew_sent_at >= (uint64_t)w->o->lease_ms / 3)
 			aredis_drop(&w->cmd, "no answer to the lease renewal");
 		return;
 	}

@@ -16,14 +16,10 @@
 char *
 json_or_string(const char *s, size_t n)
 {
-	char err[64];
 	struct jbuf b = {0};
 	char *out;
 
-	if (n > 0 && json_check(s, n, err, sizeof err) == 0)
-		jb_json(&b, s, n);
-	else
-		jb_str(&b, s, n);
+	jb_json_or_str(&b, s, n);
 	out = xstrndup(b.p, b.len);
 	jb_free(&b);
 	return out;
@@ -132,11 +128,10 @@ events_begin(struct slot *s)
 void
 event_line(struct worker *w, const char *kind, const char *line, size_t n)
 {
-	char *data = json_or_string(line, n);
-
+	jb_reset(&w->jb);
+	jb_json_or_str(&w->jb, line, n);
 	script_args_arg(&w->events, kind);
-	script_args_argcopy(&w->events, data, strlen(data));
-	free(data);
+	script_args_argcopy(&w->events, w->jb.p, w->jb.len);
 }
 
 /*

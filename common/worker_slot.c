@@ -277,7 +277,7 @@ on_restart_due(uv_timer_t *t)
 static void
 line_deliver(struct slot *s)
 {
-	uint64_t now = child_now_ms();
+	uint64_t now = clock_mono_ms();
 
 	if (!s->busy)
 		return;
@@ -379,7 +379,7 @@ line_process_down(struct slot *s)
 			    strsignal(WTERMSIG(s->status)) : "exited",
 			    (long long)delay);
 	}
-	s->restart_at = child_now_ms() + (uint64_t)delay;
+	s->restart_at = clock_mono_ms() + (uint64_t)delay;
 	lines_free(&s->outl);
 	lines_free(&s->errl);
 }

@@ -20,6 +20,8 @@
 #include "keys.h"
 #include "script.h"
 #include "log.h"
+#include "mem.h"
+#include "redis.h"
 #include "url.h"
 
 /* ---- the harness: TAP lines, plan at the end ---- */
@@ -1388,6 +1390,30 @@ test_jb_grows(void)
 	jb_free(&b);
 }
 
+static void
+test_jb_json_or_str(void)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{"{\"a\":1}", "{\"a\":1}"},
+		{"42", "42"},
+		{"plain text", "\"plain text\""},
+		{"{\"a\":", "\"{\\\"a\\\":\""},
+		{"", "\"\""},
+		{"[1,\n2]", "[1,2]"},
+	};
+	struct jbuf b = {0};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		jb_reset(&b);
+		jb_json_or_str(&b, cases[i].in, strlen(cases[i].in));
+		check_mem(b.p, b.len, cases[i].out, strlen(cases[i].out),
+		    "jb_json_or_str: JSON as it is, anything else a string (case %zu)", i);
+	}
+	jb_free(&b);
+}
+
 /* jb_millis negates a negative ms: INT64_MIN must not overflow. */
 static void
 test_jb_millis_int64_min(void)
@@ -1661,6 +1687,40 @@ test_script_args_reuse(void)
 	    "script_args_free leaves an empty builder");
 }
 
+/* ---- mem.h: arrays of strings; redis.h: the retry backoff ---- */
+
+static void
+test_strv_sort_unique(void)
+{
+	const char *in[] = {"b", "a", "c", "a", "b", "a"};
+	char *v[6];
+	size_t n;
+
+	for (size_t i = 0; i < 6; i++)
+		v[i] = xstrdup(in[i]);
+	n = strv_sort_unique(v, 6);
+	check(n == 3 && strcmp(v[0], "a") == 0 && strcmp(v[1], "b") == 0 &&
+	    strcmp(v[2], "c") == 0, "strv_sort_unique sorts and keeps one of each");
+	for (size_t i = 0; i < n; i++)
+		free(v[i]); /* the repeats are freed already: ASan tells */
+	v[0] = xstrdup("x");
+	check(strv_sort_unique(v, 1) == 1 && strcmp(v[0], "x") == 0 &&
+	    strv_sort_unique(v, 0) == 0, "strv_sort_unique: one string, none");
+	free(v[0]);
+}
+
+static void
+test_redis_retry_backoff(void)
+{
+	int ms = REDIS_RETRY_MIN_MS, steps = 0;
+
+	while (ms < REDIS_RETRY_MAX_MS && steps++ < 100)
+		ms = redis_retry_next(ms);
+	check(REDIS_RETRY_MIN_MS == 100 && ms == REDIS_RETRY_MAX_MS &&
+	    redis_retry_next(ms) == REDIS_RETRY_MAX_MS && steps == 6,
+	    "the retry backoff doubles from 100 ms and stays at 5 s");
+}
+
 static void
 test_keys_of_ids(void)
 {
@@ -1921,6 +1981,9 @@ main(void)
 	test_jb_invalid_utf8_output_is_valid();
 	test_jb_nesting_and_reset();
 	test_jb_grows();
+	test_jb_json_or_str();
+	test_strv_sort_unique();
+	test_redis_retry_backoff();
 
 	test_keys_short();
 	test_keys_longest_not_truncated();

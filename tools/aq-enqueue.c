@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "duration.h"
 #include "id.h"
@@ -379,7 +380,7 @@ open_ledger(struct enqueuer *e)
 	e->batch_jobs = LEDGER_BATCH_JOBS;
 	/* what the ledger says until aq-sweep archives Redis's word on it */
 	snprintf(e->ledger_status, sizeof e->ledger_status, "%s",
-	    e->opt.delay_ms > 0 || e->opt.run_at_ms > ledger_now_ms() ? "delayed" : "queued");
+	    e->opt.delay_ms > 0 || e->opt.run_at_ms > clock_epoch_ms() ? "delayed" : "queued");
 }
 
 /* ---- sending ---------------------------------------------------------- */

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "archive.h"
+#include "clock.h"
 #include "config.h"
 #include "id.h"
 #include "json.h"
@@ -102,15 +102,6 @@ alert(struct health *h, enum level l, const char *fmt, ...)
 	va_end(ap);
 }
 
-static double
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1000 + (double)ts.tv_nsec / 1e6;
-}
-
 /* ---- gathering -------------------------------------------------------- */
 
 /* A reply, or NULL after marking Redis unreachable with the reason. */
@@ -152,10 +143,10 @@ check_redis(struct health *h)
 		return;
 	}
 	h->reachable = 1;
-	t0 = mono_ms();
+	t0 = clock_mono_exact_ms();
 	if (!(r = ask(h, 1, ping)))
 		return;
-	h->latency_ms = mono_ms() - t0;
+	h->latency_ms = clock_mono_exact_ms() - t0;
 	freeReplyObject(r);
 	if (!(r = ask(h, 2, info)))
 		return;
@@ -175,7 +166,7 @@ static void
 check_ledger(struct health *h)
 {
 	int code;
-	double t0 = mono_ms();
+	double t0 = clock_mono_exact_ms();
 
 	if (!h->cfg.database_url)
 		return;
@@ -183,7 +174,7 @@ check_ledger(struct health *h)
 		return;
 	if (ledger_run(&h->ledger, "querying", "SELECT 1") < 0)
 		return;
-	h->ledger_latency_ms = mono_ms() - t0;
+	h->ledger_latency_ms = clock_mono_exact_ms() - t0;
 	h->ledger_up = 1;
 }
 

@@ -11,10 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "archive.h"
+#include "clock.h"
 #include "config.h"
 #include "id.h"
 #include "json.h"
@@ -83,15 +83,6 @@ usage(FILE *fp)
 /* The self-pipe of the stop signals: the handler writes a byte to it, so a
  * signal that arrives just before the sleep between passes still ends it. */
 static int stop_pipe[2] = {-1, -1};
-
-static long long
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 on_stop(int sig)
@@ -205,12 +196,6 @@ clear_names(struct sweeper *s)
 	s->nnames = 0;
 }
 
-static int
-cmp_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* The queues to sweep: those given by -q; else every queue in
  * PREFIX:queues and, with a ledger, every queue it knows (after Redis lost
  * its data, only the ledger does). -1 (reported) when Redis failed. */
@@ -249,16 +234,7 @@ list_queues(struct sweeper *s)
 			add_name(s, pq.getvalue(q, i, 0));
 		pq.clear(q);
 	}
-	if (s->nnames > 1)
-		qsort(s->names, s->nnames, sizeof *s->names, cmp_name);
-	size_t n = 0;
-	for (size_t i = 0; i < s->nnames; i++) {
-		if (n > 0 && strcmp(s->names[n - 1], s->names[i]) == 0)
-			free(s->names[i]);
-		else
-			s->names[n++] = s->names[i];
-	}
-	s->nnames = n;
+	s->nnames = strv_sort_unique(s->names, s->nnames);
 	return 0;
 }
 
@@ -419,9 +395,9 @@ static void
 sleep_ms(long long ms)
 {
 	struct pollfd p = {.fd = stop_pipe[0], .events = POLLIN};
-	long long until = mono_ms() + ms, left;
+	long long until = clock_mono_ms() + ms, left;
 
-	while (!stop_requested && (left = until - mono_ms()) > 0)
+	while (!stop_requested && (left = until - clock_mono_ms()) > 0)
 		if (poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left) > 0)
 			break;
 }
