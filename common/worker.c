@@ -1,6 +1,5 @@
-/* worker.c: the worker engine's lifecycle: setup, the three Redis
- * connections (commands, the blocking wait, cancel notices), the stop
- * signals and the grace period, the end of the loop. */
+/* worker.c: the worker engine's lifecycle: setup, its three Redis
+ * connections, the stop signals and grace period, the end of the loop. */
 #include "worker_impl.h"
 
 #include <signal.h>

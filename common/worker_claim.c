@@ -1,6 +1,5 @@
-/* worker_claim.c: the work call (report finished jobs, claim new ones in
- * one round trip), its claim budget, jobs claimed ahead, and the blocking
- * wait for new jobs when there was nothing to claim. */
+/* worker_claim.c: the work call (report and claim in one round trip), the
+ * claim budget, jobs claimed ahead, the blocking wait for new jobs. */
 #include "worker_impl.h"
 
 #include <stdio.h>

@@ -1,6 +1,5 @@
-/* worker_impl.h: the worker engine's own header, shared by common/worker*.c
- * only (worker.h is what aq-worker sees): the state of a worker, its slots,
- * its reports and jobs claimed ahead, and the functions its files share. */
+/* worker_impl.h: private to common/worker*.c (aq-worker sees worker.h): a
+ * worker's state, slots, reports, jobs claimed ahead, the shared functions. */
 #ifndef AQ_WORKER_IMPL_H
 #define AQ_WORKER_IMPL_H
 
@@ -178,8 +177,9 @@ struct worker {
 	long claimed;
 	uv_timer_t renew, grace, flush;
 	uv_signal_t sigterm, sigint, sighup, sigchld;
-	struct jbuf jb;
-	int exit_code;              /* EX_TEMPFAIL after a second signal */
+	struct jbuf jb;             /* an output line as event data */
+	int exit_code;              /* EX_TEMPFAIL once a second signal came
+	                             * (or, at the end, outcomes were lost) */
 };
 
 /* ---- worker.c: lifecycle ---------------------------------------------- */

@@ -1,6 +1,5 @@
-/* worker_outbox.c: what waits to be sent to Redis: the outcomes to report
- * (with the next work call), and a handler's output lines as event calls,
- * held until Redis has answered them. */
+/* worker_outbox.c: what waits to be sent to Redis: outcomes to report,
+ * and output lines as event calls, held until Redis has answered them. */
 #include "worker_impl.h"
 
 #include <stdio.h>

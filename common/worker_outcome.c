@@ -1,6 +1,5 @@
 /* worker_outcome.c: what the end of a handler means for its job: the
- * outcome (succeeded, failed, retry with backoff, cancelled, requeue) and
- * its report; a line-mode answer. */
+ * outcome, a retry's backoff, the report; a line-mode answer. */
 #define _GNU_SOURCE
 #include "worker_impl.h"
 
