@@ -116,10 +116,7 @@ archive_ledger_queues(struct archiver *a)
 static void
 batch_add(struct batch *b, const char *id, size_t n)
 {
-	if (b->n == b->cap) {
-		b->cap = b->cap ? b->cap * 2 : 256;
-		b->ids = xrealloc(b->ids, b->cap * sizeof *b->ids);
-	}
+	b->ids = xgrow(b->ids, &b->cap, b->n + 1, 256, sizeof *b->ids);
 	b->ids[b->n++] = xstrndup(id, n);
 }
 

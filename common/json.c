@@ -13,13 +13,7 @@
 static void
 reserve(struct jbuf *b, size_t more)
 {
-	if (b->len + more + 1 <= b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < b->len + more + 1)
-		cap *= 2;
-	b->p = xrealloc(b->p, cap);
-	b->cap = cap;
+	b->p = xgrow(b->p, &b->cap, b->len + more + 1, 256, 1);
 }
 
 static void

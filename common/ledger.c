@@ -394,13 +394,7 @@ ledger_close(struct ledger *l)
 static void
 copy_reserve(struct copybuf *b, size_t more)
 {
-	if (b->len + more <= b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 64 * 1024;
-	while (cap < b->len + more)
-		cap *= 2;
-	b->p = xrealloc(b->p, cap);
-	b->cap = cap;
+	b->p = xgrow(b->p, &b->cap, b->len + more, 64 * 1024, 1);
 }
 
 static void

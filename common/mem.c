@@ -47,6 +47,19 @@ xstrndup(const char *s, size_t n)
 	return check(strndup(s, n), n + 1);
 }
 
+void *
+xgrow(void *p, size_t *cap, size_t need, size_t first, size_t size)
+{
+	size_t n = *cap ? *cap : first;
+
+	if (need <= *cap)
+		return p;
+	while (n < need)
+		n *= 2;
+	*cap = n;
+	return xrealloc(p, n * size);
+}
+
 int
 strv_cmp(const void *a, const void *b)
 {

@@ -12,6 +12,11 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
+/* xgrow: make room in p (room for *cap items of size bytes) for need
+ * items: when *cap is less, p is reallocated to *cap doubled (first when
+ * it is 0) as often as it takes, and *cap updated. Returns p. */
+void *xgrow(void *p, size_t *cap, size_t need, size_t first, size_t size);
+
 /* strv_cmp: the qsort and bsearch order of two char *: strcmp's. */
 int strv_cmp(const void *a, const void *b);
 

@@ -76,13 +76,7 @@ store(struct script_args *a, const char *s, size_t n)
 {
 	size_t at = a->store_len;
 
-	if (a->store_len + n > a->store_cap) {
-		size_t cap = a->store_cap ? a->store_cap : 256;
-		while (cap < a->store_len + n)
-			cap *= 2;
-		a->store = xrealloc(a->store, cap);
-		a->store_cap = cap;
-	}
+	a->store = xgrow(a->store, &a->store_cap, a->store_len + n, 256, 1);
 	if (n > 0)
 		memcpy(a->store + at, s, n);
 	a->store_len += n;

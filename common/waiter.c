@@ -52,10 +52,7 @@ waiter_new(redisContext **c, const struct redis_url *u, const struct keys *k,
 void
 waiter_add(struct waiter *w, const char *id, size_t n)
 {
-	if (w->n == w->cap) {
-		w->cap = w->cap ? w->cap * 2 : 1024;
-		w->ids = xrealloc(w->ids, w->cap * sizeof *w->ids);
-	}
+	w->ids = xgrow(w->ids, &w->cap, w->n + 1, 1024, sizeof *w->ids);
 	w->ids[w->n++] = xstrndup(id, n);
 }
 

@@ -38,10 +38,8 @@ report_new(struct worker *w, const char *id, const char *token, const char *outc
 {
 	struct report *r;
 
-	if (w->nreports == w->capreports) {
-		w->capreports = w->capreports ? w->capreports * 2 : 16;
-		w->reports = xrealloc(w->reports, w->capreports * sizeof *w->reports);
-	}
+	w->reports = xgrow(w->reports, &w->capreports, w->nreports + 1, 16,
+	    sizeof *w->reports);
 	r = &w->reports[w->nreports++];
 	memset(r, 0, sizeof *r);
 	r->seq = ++w->report_seq;

@@ -1690,6 +1690,23 @@ test_script_args_reuse(void)
 /* ---- mem.h: arrays of strings; redis.h: the retry backoff ---- */
 
 static void
+test_xgrow(void)
+{
+	size_t cap = 0;
+	int *v = NULL, *before;
+
+	v = xgrow(v, &cap, 1, 16, sizeof *v);
+	check(v && cap == 16, "xgrow: first room for 16");
+	before = v;
+	v = xgrow(v, &cap, 16, 16, sizeof *v);
+	check(v == before && cap == 16, "xgrow: room enough, nothing moves");
+	v = xgrow(v, &cap, 100, 16, sizeof *v);
+	v[99] = 1;
+	check(cap == 128, "xgrow: doubled until 100 items fit");
+	free(v);
+}
+
+static void
 test_strv_sort_unique(void)
 {
 	const char *in[] = {"b", "a", "c", "a", "b", "a"};
@@ -1982,6 +1999,7 @@ main(void)
 	test_jb_nesting_and_reset();
 	test_jb_grows();
 	test_jb_json_or_str();
+	test_xgrow();
 	test_strv_sort_unique();
 	test_redis_retry_backoff();
 

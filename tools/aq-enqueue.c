@@ -89,13 +89,7 @@ arena_put(struct batch *b, const char *s, size_t n)
 {
 	size_t off = b->len;
 
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 64 * 1024;
-		while (cap < b->len + n)
-			cap *= 2;
-		b->arena = xrealloc(b->arena, cap);
-		b->cap = cap;
-	}
+	b->arena = xgrow(b->arena, &b->cap, b->len + n, 64 * 1024, 1);
 	memcpy(b->arena + b->len, s, n);
 	b->len += n;
 	return off;

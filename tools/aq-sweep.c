@@ -181,10 +181,7 @@ add_name(struct sweeper *s, const char *q)
 {
 	if (!queue_valid(q))
 		return;
-	if (s->nnames == s->capnames) {
-		s->capnames = s->capnames ? s->capnames * 2 : 64;
-		s->names = xrealloc(s->names, s->capnames * sizeof *s->names);
-	}
+	s->names = xgrow(s->names, &s->capnames, s->nnames + 1, 64, sizeof *s->names);
 	s->names[s->nnames++] = xstrdup(q);
 }
 
