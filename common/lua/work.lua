@@ -14,7 +14,8 @@
 -- delayed due ms or -1, server time ms}.
 -- This is the hot path: two redis.call per job (an HMGET and an HSET), the
 -- set entries and counters of the whole call written once.
--- The counts are script.h's, of the same names (tests/unit.c compares them).
+-- REPORT_FIELDS and CLAIM_FIELDS are script.h's, of the same names
+-- (tests/unit.c compares them); WORK_FIXED_ARGS counts ARGV 1 to 7 above.
 local WORK_FIXED_ARGS = 7
 local REPORT_FIELDS = 7
 local CLAIM_FIELDS = 6
