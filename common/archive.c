@@ -17,7 +17,6 @@
 #define LOG_READ_COUNT "100"   /* log entries per read (each names many jobs) */
 #define EVENTS_PAGE 100        /* event entries per XRANGE */
 #define EVENTS_PAGE_S "100"
-#define RESTORE_FIELDS 9       /* per job, see restore.lua */
 
 /* The jobs of one batch, and what Redis holds of them. */
 struct batch {
@@ -118,35 +117,15 @@ archive_ledger_queues(struct archiver *a)
 static void
 batch_add(struct batch *b, const char *id, size_t n)
 {
-	if (b->n == b->cap) {
-		b->cap = b->cap ? b->cap * 2 : 256;
-		b->ids = xrealloc(b->ids, b->cap * sizeof *b->ids);
-	}
+	b->ids = xgrow(b->ids, &b->cap, b->n + 1, 256, sizeof *b->ids);
 	b->ids[b->n++] = xstrndup(id, n);
-}
-
-static int
-cmp_str(const void *x, const void *y)
-{
-	return strcmp(*(char *const *)x, *(char *const *)y);
 }
 
 /* Sort the ids and drop the repeated ones (a job changes state many times). */
 static void
 batch_unique(struct batch *b)
 {
-	size_t k = 0;
-
-	if (b->n < 2)
-		return;
-	qsort(b->ids, b->n, sizeof *b->ids, cmp_str);
-	for (size_t i = 0; i < b->n; i++) {
-		if (k > 0 && strcmp(b->ids[k - 1], b->ids[i]) == 0)
-			free(b->ids[i]);
-		else
-			b->ids[k++] = b->ids[i];
-	}
-	b->n = k;
+	b->n = strv_sort_unique(b->ids, b->n);
 }
 
 static void
@@ -469,7 +448,7 @@ fetch_jobs(struct archiver *a, struct batch *b, const struct keys *k,
 		size_t to = b->n - read > HASH_GROUP ? read + HASH_GROUP : b->n;
 		for (size_t i = read; i < to; i++) {
 			const char *argv[2] = {"HGETALL", key};
-			snprintf(key, sizeof key, "%s%s", k->job, b->ids[i]);
+			keys_job(k, b->ids[i], key, sizeof key);
 			if (redisAppendCommandArgv(a->redis, 2, argv, NULL) != REDIS_OK)
 				return redis_failed(a, queue, what, NULL);
 		}
@@ -564,36 +543,29 @@ settle(struct archiver *a, const struct keys *k, const char *queue,
     const struct batch *b, const redisReply *const *entries, size_t n,
     long *moved)
 {
-	size_t max = 3 + KEYS_SCRIPT + 3 + n + (b ? b->n : 0);
-	const char **argv = xcalloc(max, sizeof *argv);
-	size_t *lens = xcalloc(max, sizeof *lens);
-	char numkeys[16], count[24];
-	int argc, rc = 0;
+	struct script_args call = {0};
+	int rc = 0;
 
-	script_argv(&script_archive, KEYS_SCRIPT, numkeys, argv, lens);
-	argc = 3 + keys_script_argv(k, argv + 3);
-	snprintf(count, sizeof count, "%zu", n);
-	argv[argc++] = k->base;
-	argv[argc++] = ARCHIVE_GROUP;
-	argv[argc++] = count;
+	script_args_begin(&call, &script_archive);
+	script_args_queue_keys(&call, k);
+	script_args_arg(&call, k->base);
+	script_args_arg(&call, ARCHIVE_GROUP);
+	script_args_argll(&call, (long long)n);
 	for (size_t i = 0; i < n; i++)
-		argv[argc++] = entries[i]->element[0]->str;
+		script_args_arg(&call, entries[i]->element[0]->str);
 	for (size_t i = 0; b && i < b->n; i++) {
 		const redisReply *h = b->hashes[i];
 		const redisReply *st = h->elements ? field_of(h, "status") : NULL;
 		if (!st || ledger_final(st->str))
-			argv[argc++] = b->ids[i];
+			script_args_arg(&call, b->ids[i]);
 	}
-	for (int i = 3; i < argc; i++)
-		lens[i] = strlen(argv[i]);
-	redisReply *r = script_call(a->redis, a->url, &script_archive, argc, argv, lens);
+	redisReply *r = script_call(a->redis, a->url, &call);
 	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
 		rc = redis_failed(a, queue, "acknowledging the archive", r);
 	else
 		*moved = (long)r->element[1]->integer;
 	freeReplyObject(r);
-	free(argv);
-	free(lens);
+	script_args_free(&call);
 	return rc;
 }
 
@@ -837,7 +809,7 @@ lacking(struct archiver *a, const struct keys *k, const char *queue,
 
 	for (int i = 0; i < n; i++) {
 		const char *argv[2] = {"EXISTS", key};
-		snprintf(key, sizeof key, "%s%s", k->job, pq.getvalue(rows, i, 0));
+		keys_job(k, pq.getvalue(rows, i, 0), key, sizeof key);
 		if (redisAppendCommandArgv(a->redis, 2, argv, NULL) != REDIS_OK)
 			return redis_failed(a, queue, "looking for jobs to restore", NULL);
 	}
@@ -867,28 +839,18 @@ restore_rows(struct archiver *a, const struct keys *k, const char *queue,
 		free(missing);
 		return n < 0 ? n : 0;
 	}
-	size_t max = 3 + KEYS_SCRIPT + 2 + (size_t)n * RESTORE_FIELDS;
-	const char **argv = xcalloc(max, sizeof *argv);
-	size_t *lens = xcalloc(max, sizeof *lens);
-	char numkeys[16];
-	int argc, rc = 0;
+	struct script_args call = {0};
+	int rc = 0;
 
-	script_argv(&script_restore, KEYS_SCRIPT, numkeys, argv, lens);
-	argc = 3 + keys_script_argv(k, argv + 3);
-	for (int i = 3; i < argc; i++)
-		lens[i] = strlen(argv[i]);
-	argv[argc] = k->base;
-	lens[argc] = strlen(k->base);
-	argc++;
-	argv[argc] = LOG_CAP;
-	lens[argc] = strlen(LOG_CAP);
-	argc++;
+	script_args_begin(&call, &script_restore);
+	script_args_queue_keys(&call, k);
+	script_args_arg(&call, k->base);
+	script_args_arg(&call, LOG_CAP);
 	for (int i = 0; i < n; i++)
-		for (int f = 0; f < RESTORE_FIELDS; f++, argc++) {
-			argv[argc] = pq.getvalue(rows, missing[i], f);
-			lens[argc] = (size_t)pq.getlength(rows, missing[i], f);
-		}
-	redisReply *r = script_call(a->redis, a->url, &script_restore, argc, argv, lens);
+		for (int f = 0; f < RESTORE_FIELDS; f++)
+			script_args_argn(&call, pq.getvalue(rows, missing[i], f),
+			    (size_t)pq.getlength(rows, missing[i], f));
+	redisReply *r = script_call(a->redis, a->url, &call);
 	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
 		rc = redis_failed(a, queue, "restoring jobs from the ledger", r);
 	} else {
@@ -898,8 +860,7 @@ restore_rows(struct archiver *a, const struct keys *k, const char *queue,
 				    r->element[i]);
 	}
 	freeReplyObject(r);
-	free(argv);
-	free(lens);
+	script_args_free(&call);
 	free(missing);
 	return rc;
 }

@@ -6,9 +6,7 @@
 #include <string.h>
 
 #include "log.h"
-
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#include "redis.h"
 
 static void connect_now(struct aredis *r);
 static void schedule_retry(struct aredis *r, const char *why);
@@ -24,7 +22,7 @@ aredis_init(struct aredis *r, uv_loop_t *loop, const struct redis_url *u,
 	r->scripts = scripts;
 	r->on_state = fn;
 	r->ctx = ctx;
-	r->backoff_ms = BACKOFF_MIN_MS;
+	r->backoff_ms = REDIS_RETRY_MIN_MS;
 	uv_timer_init(loop, &r->retry);
 	r->retry.data = r;
 }
@@ -71,8 +69,7 @@ schedule_retry(struct aredis *r, const char *why)
 		warnmsg("lost the %s connection to redis at %s: %s; reconnecting",
 		    r->name, url_display(r->url, shown, sizeof shown), why);
 	uv_timer_start(&r->retry, on_retry, (uint64_t)r->backoff_ms, 0);
-	r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
-	    r->backoff_ms * 2;
+	r->backoff_ms = redis_retry_next(r->backoff_ms);
 }
 
 static void
@@ -81,7 +78,7 @@ become_ready(struct aredis *r)
 	char shown[1024];
 
 	r->ready = 1;
-	r->backoff_ms = BACKOFF_MIN_MS;
+	r->backoff_ms = REDIS_RETRY_MIN_MS;
 	if (r->failures > 0)
 		warnmsg("the %s connection to redis at %s is back", r->name,
 		    url_display(r->url, shown, sizeof shown));
@@ -228,6 +225,15 @@ aredis_command(struct aredis *r, redisCallbackFn *cb, void *priv, int argc,
 		return -1;
 	return redisAsyncCommandArgv(r->ac, cb, priv, argc, argv, lens) == REDIS_OK ?
 	    0 : -1;
+}
+
+int
+aredis_script(struct aredis *r, redisCallbackFn *cb, void *priv,
+    struct script_args *a)
+{
+	int argc = script_args_seal(a);
+
+	return aredis_command(r, cb, priv, argc, a->argv, a->lens);
 }
 
 void

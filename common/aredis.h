@@ -52,6 +52,10 @@ void aredis_stop(struct aredis *r);
 int aredis_command(struct aredis *r, redisCallbackFn *cb, void *priv, int argc,
     const char **argv, const size_t *lens);
 
+/* aredis_script: aredis_command of the script call a (sealed here). */
+int aredis_script(struct aredis *r, redisCallbackFn *cb, void *priv,
+    struct script_args *a);
+
 /* aredis_usable: 1 when reply can be used; 0 for NULL (connection lost) or
  * an error reply, which is logged, and for NOSCRIPT (the server forgot the
  * scripts) also makes r reconnect, which loads them again. */

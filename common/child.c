@@ -16,9 +16,9 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 
@@ -107,7 +107,7 @@ keeper_line(char *line, struct guarded *g, size_t *n)
 static int
 keeper_enforce(struct guarded *g, size_t *n)
 {
-	uint64_t now = child_now_ms(), next = UINT64_MAX;
+	uint64_t now = clock_mono_ms(), next = UINT64_MAX;
 
 	for (size_t i = 0; i < *n;) {
 		if (g[i].deadline_ms && g[i].deadline_ms <= now) {
@@ -180,15 +180,6 @@ child_keeper_start(void)
 	close(p[0]);
 	keeper_fd = p[1];
 	return 0;
-}
-
-uint64_t
-child_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* Forgets not yet written: they ride along the next word to the keeper

@@ -45,11 +45,8 @@ void child_forget(pid_t pid);
 void child_keeper_flush(void);
 
 /* child_guard: tell the keeper to kill the group of pid at deadline_ms
- * (child_now_ms clock) unless told a later one first: a worker that is
+ * (clock_mono_ms clock) unless told a later one first: a worker that is
  * stopped or hung past its lease cannot kill its handler itself. */
 void child_guard(pid_t pid, uint64_t deadline_ms);
-
-/* child_now_ms: CLOCK_MONOTONIC in ms, the clock of child_guard. */
-uint64_t child_now_ms(void);
 
 #endif

@@ -4,7 +4,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
+
+#include "clock.h"
 
 static int
 in_set(const char *s, size_t n, const char *extra)
@@ -67,15 +68,6 @@ random_bytes(unsigned char *out, size_t n)
 	return 0;
 }
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /*
  * RFC 9562 method 1: the 12 bits of rand_a are a counter within one
  * millisecond, started at a random value below 2048 so it has room to grow;
@@ -88,7 +80,7 @@ uuidv7(char out[UUID_LEN + 1])
 	static unsigned counter;
 	static const char hex[] = "0123456789abcdef";
 	unsigned char b[16];
-	uint64_t ms = now_ms();
+	uint64_t ms = (uint64_t)clock_epoch_ms();
 
 	if (random_bytes(b, sizeof b) < 0)
 		return -1;

@@ -71,7 +71,6 @@ static void
 write_field(struct jbuf *b, const char *name, enum field_kind kind,
     const redisReply *v)
 {
-	char err[160];
 	int64_t n;
 
 	jb_key(b, name);
@@ -82,8 +81,8 @@ write_field(struct jbuf *b, const char *name, enum field_kind kind,
 			jb_int(b, n);
 		else
 			jb_millis(b, n);
-	} else if (kind == F_JSON && json_check(v->str, v->len, err, sizeof err) == 0) {
-		jb_json(b, v->str, v->len);
+	} else if (kind == F_JSON) {
+		jb_json_or_str(b, v->str, v->len);
 	} else {
 		jb_str(b, v->str, v->len);
 	}

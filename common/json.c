@@ -13,13 +13,7 @@
 static void
 reserve(struct jbuf *b, size_t more)
 {
-	if (b->len + more + 1 <= b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < b->len + more + 1)
-		cap *= 2;
-	b->p = xrealloc(b->p, cap);
-	b->cap = cap;
+	b->p = xgrow(b->p, &b->cap, b->len + more + 1, 256, 1);
 }
 
 static void
@@ -226,6 +220,17 @@ jb_json(struct jbuf *b, const char *s, size_t n)
 		jb_str(b, s, n);
 	free(compact);
 	json_decref(v);
+}
+
+void
+jb_json_or_str(struct jbuf *b, const char *s, size_t n)
+{
+	char err[64];
+
+	if (n > 0 && json_check(s, n, err, sizeof err) == 0)
+		jb_json(b, s, n);
+	else
+		jb_str(b, s, n);
 }
 
 int

@@ -36,6 +36,9 @@ void jb_null(struct jbuf *b);
 /* jb_json: s[0..n), valid JSON, as one line: copied as it is unless it
  * holds a raw line break, then re-encoded compact */
 void jb_json(struct jbuf *b, const char *s, size_t n);
+/* jb_json_or_str: s[0..n) with jb_json when it is JSON, else as a JSON
+ * string (a handler's output, stored data that need not be JSON) */
+void jb_json_or_str(struct jbuf *b, const char *s, size_t n);
 
 /* Shorthands: key and value. */
 void jb_kstr(struct jbuf *b, const char *key, const char *s);

@@ -47,23 +47,62 @@ keys_script_argv(const struct keys *k, const char **argv)
 	const char *keys[KEYS_SCRIPT] = {k->wait, k->delayed, k->active, k->stats,
 	    k->log, k->seq, k->wake, k->done, k->workers};
 
-	for (int i = 0; i < KEYS_SCRIPT; i++)
-		argv[i] = keys[i];
+	memcpy(argv, keys, sizeof keys);
 	return KEYS_SCRIPT;
+}
+
+int
+keys_enqueue_argv(const struct keys *k, const char **argv)
+{
+	const char *keys[KEYS_ENQUEUE] = {k->wait, k->delayed, k->stats, k->log,
+	    k->seq, k->wake};
+
+	memcpy(argv, keys, sizeof keys);
+	return KEYS_ENQUEUE;
+}
+
+int
+keys_event_argv(const struct keys *k, const char *id, char *job, char *events,
+    const char **argv)
+{
+	argv[0] = keys_job(k, id, job, KEY_MAX + ID_MAX);
+	argv[1] = keys_events(k, id, events, KEY_MAX + ID_MAX);
+	return KEYS_EVENT;
+}
+
+int
+keys_renew_argv(const struct keys *k, const char *worker_hash, const char **argv)
+{
+	int n = keys_script_argv(k, argv);
+
+	argv[n++] = worker_hash;
+	return n;
+}
+
+/* The key of id under prefix ("P:{Q}:job:" and the like), in buf. */
+static char *
+key_of(const char *prefix, const char *id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", prefix, id);
+	return buf;
+}
+
+char *
+keys_job(const struct keys *k, const char *id, char *buf, size_t len)
+{
+	return key_of(k->job, id, buf, len);
 }
 
 char *
 keys_events(const struct keys *k, const char *id, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s%s", k->events, id);
-	return buf;
+	return key_of(k->events, id, buf, len);
 }
 
 char *
 keys_worker(const struct keys *k, const char *id, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s%s", k->worker, id);
-	return buf;
+	return key_of(k->worker, id, buf, len);
 }
 
 char *

@@ -48,8 +48,10 @@ struct keys {
 /* keys_init: the key names of queue under prefix (both already validated). */
 void keys_init(struct keys *k, const char *prefix, const char *queue);
 
-/* keys_events, keys_worker: the name of job id's event stream, of worker
- * id's hash, in buf (len bytes, KEY_MAX + ID_MAX is enough); returns buf. */
+/* keys_job, keys_events, keys_worker: the name of job id's hash, of its
+ * event stream, of worker id's hash, in buf (len bytes, KEY_MAX + ID_MAX is
+ * enough); returns buf. */
+char *keys_job(const struct keys *k, const char *id, char *buf, size_t len);
 char *keys_events(const struct keys *k, const char *id, char *buf, size_t len);
 char *keys_worker(const struct keys *k, const char *id, char *buf, size_t len);
 
@@ -66,5 +68,21 @@ char *keys_channel(const char *prefix, const char *name, char *buf, size_t len);
  * enqueue takes (lib.lua's queue_keys: wait, delayed, active, stats, log,
  * seq, wake, done, workers) at argv[0...]; returns KEYS_SCRIPT. */
 int keys_script_argv(const struct keys *k, const char **argv);
+
+/* The KEYS of the scripts that take others, each in its script's order
+ * (tests/unit.c holds the scripts to it):
+ * keys_enqueue_argv: enqueue.lua's: wait, delayed, stats, log, seq, wake;
+ * keys_event_argv: event.lua's for job id: its hash, built in job, then its
+ *   event stream, built in events (each KEY_MAX + ID_MAX bytes);
+ * keys_renew_argv: renew.lua's: the queue keys, then the worker's hash.
+ * Each puts them at argv[0...] and returns how many. */
+#define KEYS_ENQUEUE 6
+#define KEYS_EVENT 2
+#define KEYS_RENEW (KEYS_SCRIPT + 1)
+int keys_enqueue_argv(const struct keys *k, const char **argv);
+int keys_event_argv(const struct keys *k, const char *id, char *job,
+    char *events, const char **argv);
+int keys_renew_argv(const struct keys *k, const char *worker_hash,
+    const char **argv);
 
 #endif

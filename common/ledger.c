@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "job.h"
 #include "json.h"
 #include "log.h"
@@ -396,13 +397,7 @@ ledger_close(struct ledger *l)
 static void
 copy_reserve(struct copybuf *b, size_t more)
 {
-	if (b->len + more <= b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 64 * 1024;
-	while (cap < b->len + more)
-		cap *= 2;
-	b->p = xrealloc(b->p, cap);
-	b->cap = cap;
+	b->p = xgrow(b->p, &b->cap, b->len + more, 64 * 1024, 1);
 }
 
 static void
@@ -585,19 +580,10 @@ ledger_write_record(struct jbuf *b, const PGresult *r, int row)
 	job_write_values(b, pq.getvalue(r, row, 1), pq.getvalue(r, row, 0), values, lens);
 }
 
-int64_t
-ledger_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void
 ledger_time_text(char *buf, size_t n, int64_t delay_ms, int64_t run_at_ms)
 {
-	int64_t ms = delay_ms >= 0 ? ledger_now_ms() + delay_ms : run_at_ms;
+	int64_t ms = delay_ms >= 0 ? clock_epoch_ms() + delay_ms : run_at_ms;
 	time_t secs;
 	struct tm tm;
 

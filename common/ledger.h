@@ -101,8 +101,6 @@ void ledger_write_record(struct jbuf *b, const PGresult *r, int row);
  * strings are ids or queue names, which need no escaping. */
 void ledger_text_array(struct jbuf *b, size_t n, const char *const *s);
 
-/* ledger_now_ms: this host's clock, epoch ms. */
-int64_t ledger_now_ms(void);
 
 /* ledger_time_text: the time delay_ms from now, or else run_at_ms (epoch
  * ms), as timestamptz text ("2026-12-03 09:00:00.250+00"); "" when both

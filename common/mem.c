@@ -1,4 +1,5 @@
-/* mem.c: allocation wrappers that exit with EX_OSERR when memory runs out. */
+/* mem.c: allocation wrappers that exit with EX_OSERR when memory runs out;
+ * arrays of allocated strings. */
 #include "mem.h"
 
 #include <stdlib.h>
@@ -44,4 +45,40 @@ char *
 xstrndup(const char *s, size_t n)
 {
 	return check(strndup(s, n), n + 1);
+}
+
+void *
+xgrow(void *p, size_t *cap, size_t need, size_t first, size_t size)
+{
+	size_t n = *cap ? *cap : first;
+
+	if (need <= *cap)
+		return p;
+	while (n < need)
+		n *= 2;
+	*cap = n;
+	return xrealloc(p, n * size);
+}
+
+int
+strv_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+size_t
+strv_sort_unique(char **v, size_t n)
+{
+	size_t k = 0;
+
+	if (n < 2)
+		return n;
+	qsort(v, n, sizeof *v, strv_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (k > 0 && strcmp(v[k - 1], v[i]) == 0)
+			free(v[i]);
+		else
+			v[k++] = v[i];
+	}
+	return k;
 }

@@ -93,6 +93,12 @@ redis_try_connect(const struct redis_url *u, char *err, size_t errlen, int *code
 	return c;
 }
 
+int
+redis_retry_next(int backoff_ms)
+{
+	return backoff_ms * 2 > REDIS_RETRY_MAX_MS ? REDIS_RETRY_MAX_MS : backoff_ms * 2;
+}
+
 redisContext *
 redis_connect(const struct redis_url *u)
 {

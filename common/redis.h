@@ -12,6 +12,15 @@
 #define REDIS_CONNECT_TIMEOUT_MS 5000
 #define REDIS_COMMAND_TIMEOUT_MS 60000
 
+/* A lost connection is tried again after REDIS_RETRY_MIN_MS, then after
+ * twice as long each time, up to REDIS_RETRY_MAX_MS (the worker's
+ * connections, aq-subscribe, aq-enqueue --wait). */
+#define REDIS_RETRY_MIN_MS 100
+#define REDIS_RETRY_MAX_MS 5000
+
+/* redis_retry_next: the wait after one of backoff_ms: doubled, capped. */
+int redis_retry_next(int backoff_ms);
+
 /* redis_try_connect: connect to u, authenticate and select its database.
  * Returns the context, or NULL with the reason in err and *code set to
  * EX_UNAVAILABLE (cannot reach) or EX_NOPERM (authentication refused). */

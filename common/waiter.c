@@ -6,8 +6,8 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "id.h"
 #include "job.h"
 #include "json.h"
@@ -15,9 +15,8 @@
 #include "mem.h"
 #include "redis.h"
 
-#define BLOCK_MS 2000
+#define QUIET_MS 2000           /* a log quiet this long: ask for the jobs */
 #define BATCH 256
-#define RECONNECT_MAX_MS 5000
 
 struct waiter {
 	redisContext **cp;       /* the caller's connection, replaced on loss */
@@ -53,17 +52,8 @@ waiter_new(redisContext **c, const struct redis_url *u, const struct keys *k,
 void
 waiter_add(struct waiter *w, const char *id, size_t n)
 {
-	if (w->n == w->cap) {
-		w->cap = w->cap ? w->cap * 2 : 1024;
-		w->ids = xrealloc(w->ids, w->cap * sizeof *w->ids);
-	}
+	w->ids = xgrow(w->ids, &w->cap, w->n + 1, 1024, sizeof *w->ids);
 	w->ids[w->n++] = xstrndup(id, n);
-}
-
-static int
-cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static long
@@ -76,7 +66,7 @@ find(const struct waiter *w, const char *id, size_t n)
 		return -1;
 	memcpy(key, id, n);
 	key[n] = '\0';
-	hit = bsearch(&k, w->sorted, w->n, sizeof *w->sorted, cmp_str);
+	hit = bsearch(&k, w->sorted, w->n, sizeof *w->sorted, strv_cmp);
 	return hit ? hit - w->sorted : -1;
 }
 
@@ -112,7 +102,7 @@ check_all(struct waiter *w)
 			if (w->final[i])
 				continue;
 			const char *argv[] = {"HGET", key, "status"};
-			snprintf(key, sizeof key, "%s%s", w->keys->job, w->sorted[i]);
+			keys_job(w->keys, w->sorted[i], key, sizeof key);
 			if (redisAppendCommandArgv(c, 3, argv, NULL) != REDIS_OK)
 				return -1;
 			sent++;
@@ -166,15 +156,6 @@ read_log_entries(struct waiter *w, const redisReply *entries)
 	}
 }
 
-static long long
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The connection was lost: connect again, with a backoff, until the
  * deadline (-1: none); like aq-subscribe, a Redis restart is survived.
  * 0, or EX_TEMPFAIL when the deadline passed. */
@@ -182,7 +163,7 @@ static int
 reconnect(struct waiter *w, long long deadline, const char *why)
 {
 	char err[512], shown[1024];
-	int code, backoff = 100;
+	int code, backoff = REDIS_RETRY_MIN_MS;
 	redisContext *c;
 
 	url_display(w->url, shown, sizeof shown);
@@ -195,10 +176,10 @@ reconnect(struct waiter *w, long long deadline, const char *why)
 			break;
 		if (code == EX_NOPERM)
 			die(code, "cannot connect to redis at %s: %s", shown, err);
-		if (deadline >= 0 && mono_ms() + backoff > deadline)
+		if (deadline >= 0 && clock_mono_ms() + backoff > deadline)
 			return EX_TEMPFAIL;
 		usleep((useconds_t)backoff * 1000);
-		backoff = backoff * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : backoff * 2;
+		backoff = redis_retry_next(backoff);
 	}
 	*w->cp = c;
 	warnmsg("redis at %s is back; looking at the jobs again", shown);
@@ -208,22 +189,22 @@ reconnect(struct waiter *w, long long deadline, const char *why)
 int
 waiter_wait(struct waiter *w, long long timeout_ms)
 {
-	long long deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
+	long long deadline = timeout_ms >= 0 ? clock_mono_ms() + timeout_ms : -1;
 	char block[24];
 
 	w->sorted = xcalloc(w->n + 1, sizeof *w->sorted);
 	memcpy(w->sorted, w->ids, w->n * sizeof *w->ids);
-	qsort(w->sorted, w->n, sizeof *w->sorted, cmp_str);
+	qsort(w->sorted, w->n, sizeof *w->sorted, strv_cmp);
 	w->final = xcalloc(w->n + 1, 1);
 	w->left = w->n;
 	while (check_all(w) < 0)
 		if (reconnect(w, deadline, (*w->cp)->errstr) != 0)
 			return EX_TEMPFAIL;
 	while (w->left > 0) {
-		long long left = deadline < 0 ? BLOCK_MS : deadline - mono_ms();
+		long long left = deadline < 0 ? QUIET_MS : deadline - clock_mono_ms();
 		if (left <= 0)
 			return EX_TEMPFAIL;
-		snprintf(block, sizeof block, "%lld", left < BLOCK_MS ? left : BLOCK_MS);
+		snprintf(block, sizeof block, "%lld", left < QUIET_MS ? left : QUIET_MS);
 		const char *argv[] = {"XREAD", "COUNT", "1000", "BLOCK", block,
 		    "STREAMS", w->keys->log, w->after};
 		redisReply *r = redisCommandArgv(*w->cp, 8, argv, NULL);
@@ -257,7 +238,7 @@ waiter_print(struct waiter *w)
 		size_t end = start + BATCH < w->n ? start + BATCH : w->n;
 		for (size_t i = start; i < end; i++) {
 			const char *argv[] = {"HGETALL", key};
-			snprintf(key, sizeof key, "%s%s", w->keys->job, w->ids[i]);
+			keys_job(w->keys, w->ids[i], key, sizeof key);
 			redisAppendCommandArgv(*w->cp, 2, argv, NULL);
 		}
 		for (size_t i = start; i < end; i++) {

@@ -1,5 +1,6 @@
 /* unit.c: TAP unit tests of common/: URL parser, ids and names, UUIDv7,
- * durations and times, the line reader, JSON builder and validator, keys, job records. */
+ * durations and times, the line reader, JSON builder and validator, keys,
+ * the scripts' keys and counts, the script call builder, job records. */
 #include <jansson.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -19,6 +20,8 @@
 #include "keys.h"
 #include "script.h"
 #include "log.h"
+#include "mem.h"
+#include "redis.h"
 #include "url.h"
 
 /* ---- the harness: TAP lines, plan at the end ---- */
@@ -1387,6 +1390,30 @@ test_jb_grows(void)
 	jb_free(&b);
 }
 
+static void
+test_jb_json_or_str(void)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{"{\"a\":1}", "{\"a\":1}"},
+		{"42", "42"},
+		{"plain text", "\"plain text\""},
+		{"{\"a\":", "\"{\\\"a\\\":\""},
+		{"", "\"\""},
+		{"[1,\n2]", "[1,2]"},
+	};
+	struct jbuf b = {0};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		jb_reset(&b);
+		jb_json_or_str(&b, cases[i].in, strlen(cases[i].in));
+		check_mem(b.p, b.len, cases[i].out, strlen(cases[i].out),
+		    "jb_json_or_str: JSON as it is, anything else a string (case %zu)", i);
+	}
+	jb_free(&b);
+}
+
 /* jb_millis negates a negative ms: INT64_MIN must not overflow. */
 static void
 test_jb_millis_int64_min(void)
@@ -1416,32 +1443,41 @@ test_keys_short(void)
 	check_str(k.worker, "aq:{q}:worker:", "keys_init: worker");
 }
 
-/* lua_key: in lib.lua's queue_keys (as embedded in every script), the
- * text after "NAME = " up to the next ',' or '}', without spaces: "KEYS[3]"
- * or "base .. 'events:'"; "" when NAME is not there. */
+/* lua_field: in the Lua source src, within the text from the first
+ * from_text up to the next to_text, the text after "NAME = " up to the
+ * next ',' or '}', without spaces: "KEYS[3]" or "base..'events:'"; ""
+ * when NAME is not there. */
 static const char *
-lua_key(const char *name, char *buf, size_t len)
+lua_field(const char *src, const char *from_text, const char *to_text,
+    const char *name, char *buf, size_t len)
 {
-	const char *src = strstr(script_work.source, "local function queue_keys(base)");
+	const char *from = strstr(src, from_text), *to, *at, *end;
 	char pat[64];
-	const char *at, *end;
 	size_t n = 0;
 
 	buf[0] = '\0';
-	if (!src)
+	if (!from || !(to = strstr(from + strlen(from_text), to_text)))
 		return buf;
 	snprintf(pat, sizeof pat, "%s = ", name);
-	for (at = strstr(src, pat); at && at[-1] != ' ' && at[-1] != '{';)
+	for (at = strstr(from, pat); at && at[-1] != ' ' && at[-1] != '{';)
 		at = strstr(at + 1, pat);
-	if (!at || at > strstr(src, "\nend"))
+	if (!at || at > to)
 		return buf;
 	at += strlen(pat);
-	end = at + strcspn(at, ",}");
+	end = at + strcspn(at, ",}\n");
 	for (; at < end && n + 1 < len; at++)
-		if (*at != ' ' && *at != '\n')
+		if (*at != ' ')
 			buf[n++] = *at;
 	buf[n] = '\0';
 	return buf;
+}
+
+/* lua_key: NAME's key in lib.lua's queue_keys (as embedded in every script). */
+static const char *
+lua_key(const char *name, char *buf, size_t len)
+{
+	return lua_field(script_work.source, "local function queue_keys(base)",
+	    "\nend", name, buf, len);
 }
 
 static void
@@ -1490,6 +1526,218 @@ test_keys_match_lib_lua(void)
 	check(bad == 0, "lib.lua's job, events, worker, ledger and unarchived keys are keys_init's");
 }
 
+/* lua_const: N of "local NAME = N" in the Lua source src; -1 when none. */
+static long
+lua_const(const char *src, const char *name)
+{
+	char pat[64];
+	const char *at;
+
+	snprintf(pat, sizeof pat, "\nlocal %s = ", name);
+	if (!(at = strstr(src, pat)))
+		return -1;
+	return strtol(at + strlen(pat), NULL, 10);
+}
+
+static void
+test_counts_match_scripts(void)
+{
+	const struct {
+		const struct script *s;
+		const char *name;
+		long c;
+	} counts[] = {
+		{&script_work, "REPORT_FIELDS", REPORT_FIELDS},
+		{&script_work, "CLAIM_FIELDS", CLAIM_FIELDS},
+		{&script_event, "EVENT_FIXED_ARGS", EVENT_FIXED_ARGS},
+		{&script_event, "EVENT_LINE_FIELDS", EVENT_LINE_FIELDS},
+		{&script_renew, "RENEW_FIXED_ARGS", RENEW_FIXED_ARGS},
+		{&script_restore, "RESTORE_FIELDS", RESTORE_FIELDS},
+		{&script_health, "HEALTH_FIGURES", HEALTH_FIGURES},
+	};
+
+	for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+		long lua = lua_const(counts[i].s->source, counts[i].name);
+		if (!check(lua == counts[i].c, "%s.lua's %s is script.h's",
+		    counts[i].s->name, counts[i].name))
+			printf("#   %s.lua has %ld, script.h %ld\n", counts[i].s->name,
+			    lua, counts[i].c);
+	}
+}
+
+/* The keys C gives a script (argv[0..n)) are those its table K (from the
+ * text "local K = {") names KEYS[1..n], by name. */
+static void
+check_script_keys(const struct script *s, const char *const *argv, int n,
+    const char *const *names, const char *const *want, int nwant)
+{
+	char lua[128], index[32];
+	int bad = n != nwant;
+
+	for (int i = 0; i < nwant && !bad; i++) {
+		snprintf(index, sizeof index, "KEYS[%d]", i + 1);
+		lua_field(s->source, "local K = {", "}", names[i], lua, sizeof lua);
+		if (strcmp(lua, index) != 0 || strcmp(argv[i], want[i]) != 0) {
+			bad++;
+			printf("#   %s: %s.lua has %s, C puts %s at %d\n", names[i],
+			    s->name, lua, argv[i], i + 1);
+		}
+	}
+	check(bad == 0, "%s.lua takes its %d KEYS in the order C gives them",
+	    s->name, nwant);
+}
+
+static void
+test_script_keys_match(void)
+{
+	struct keys k = {0};
+	const char *argv[KEYS_RENEW + 1];
+	char job[KEY_MAX + ID_MAX], events[KEY_MAX + ID_MAX], lua[128], want[32];
+	int n;
+
+	keys_init(&k, "aq", "q");
+	const char *enqueue_names[] = {"wait", "delayed", "stats", "log", "seq", "wake"};
+	const char *enqueue_keys[] = {k.wait, k.delayed, k.stats, k.log, k.seq, k.wake};
+	n = keys_enqueue_argv(&k, argv);
+	check_script_keys(&script_enqueue, argv, n, enqueue_names, enqueue_keys,
+	    KEYS_ENQUEUE);
+
+	const char *event_names[] = {"job", "events"};
+	const char *event_keys[] = {"aq:{q}:job:j1", "aq:{q}:events:j1"};
+	n = keys_event_argv(&k, "j1", job, events, argv);
+	check_script_keys(&script_event, argv, n, event_names, event_keys, KEYS_EVENT);
+
+	/* renew.lua: the queue keys, then worker_hash = KEYS[KEYS_RENEW] */
+	snprintf(want, sizeof want, "KEYS[%d]", KEYS_RENEW);
+	lua_field(script_renew.source, "\nlocal worker_hash", "\n", "worker_hash",
+	    lua, sizeof lua);
+	check(keys_renew_argv(&k, "aq:{q}:worker:w1", argv) == KEYS_RENEW &&
+	    strcmp(argv[KEYS_RENEW - 1], "aq:{q}:worker:w1") == 0 &&
+	    strcmp(argv[0], k.wait) == 0 && strcmp(lua, want) == 0,
+	    "renew.lua's worker hash is KEYS[KEYS_RENEW], where keys_renew_argv puts it");
+	if (strcmp(lua, want) != 0)
+		printf("#   renew.lua has worker_hash = %s, C puts it at %s\n", lua, want);
+}
+
+/* ---- script.h: the builder of script calls ---- */
+
+static void
+test_script_args_words(void)
+{
+	static struct script s = {"t", "", "0123456789012345678901234567890123456789"};
+	struct script_args a = {0};
+	static const char *want[] = {"EVALSHA", s.sha, "2", "k1", "k2", "a", "-42",
+	    "b\0c", "x"};
+	size_t want_len[] = {7, 40, 1, 2, 2, 1, 3, 3, 1};
+	int argc, bad = 0;
+
+	script_args_begin(&a, &s);
+	script_args_key(&a, "k1");
+	script_args_key(&a, "k2");
+	script_args_arg(&a, "a");
+	script_args_argll(&a, -42);
+	script_args_argcopy(&a, "b\0c", 3);
+	script_args_argn(&a, "xyz", 1);
+	check(script_args_nargs(&a) == 4, "script_args_nargs counts the ARGV");
+	argc = script_args_seal(&a);
+	check(argc == 9, "script_args_seal gives EVALSHA, sha, numkeys, keys, args");
+	for (int i = 0; i < argc && i < 9; i++)
+		if (a.lens[i] != want_len[i] || memcmp(a.argv[i], want[i], want_len[i]) != 0) {
+			bad++;
+			diag_mem("got", a.argv[i], a.lens[i]);
+			diag_mem("want", want[i], want_len[i]);
+		}
+	check(bad == 0, "script_args: the words and their lengths, numkeys counted");
+	script_args_free(&a);
+}
+
+static void
+test_script_args_reuse(void)
+{
+	static struct script s = {"t", "", ""};
+	struct script_args a = {0};
+	const char **argv;
+	char *store;
+	int bad = 0;
+
+	/* more stored words than the first allocations hold: they move */
+	script_args_begin(&a, &s);
+	script_args_key(&a, "k");
+	for (long long i = 0; i < 1000; i++)
+		script_args_argll(&a, i * 1000003);
+	script_args_seal(&a);
+	for (int i = 0; i < 1000; i++) {
+		char text[32];
+		snprintf(text, sizeof text, "%lld", (long long)i * 1000003);
+		if (a.lens[4 + i] != strlen(text) || memcmp(a.argv[4 + i], text,
+		    a.lens[4 + i]) != 0)
+			bad++;
+	}
+	check(bad == 0, "script_args: numbers stay right as the store grows");
+	argv = a.argv;
+	store = a.store;
+	script_args_begin(&a, &s);
+	for (long long i = 0; i < 1000; i++)
+		script_args_argll(&a, i);
+	check(script_args_seal(&a) == 1003 && a.numkeys == 0 && a.argv == argv &&
+	    a.store == store, "script_args_begin keeps the memory: a call as "
+	    "large again allocates nothing");
+	script_args_free(&a);
+	check(a.argv == NULL && a.store == NULL && a.cap == 0,
+	    "script_args_free leaves an empty builder");
+}
+
+/* ---- mem.h: arrays of strings; redis.h: the retry backoff ---- */
+
+static void
+test_xgrow(void)
+{
+	size_t cap = 0;
+	int *v = NULL, *before;
+
+	v = xgrow(v, &cap, 1, 16, sizeof *v);
+	check(v && cap == 16, "xgrow: first room for 16");
+	before = v;
+	v = xgrow(v, &cap, 16, 16, sizeof *v);
+	check(v == before && cap == 16, "xgrow: room enough, nothing moves");
+	v = xgrow(v, &cap, 100, 16, sizeof *v);
+	v[99] = 1;
+	check(cap == 128, "xgrow: doubled until 100 items fit");
+	free(v);
+}
+
+static void
+test_strv_sort_unique(void)
+{
+	const char *in[] = {"b", "a", "c", "a", "b", "a"};
+	char *v[6];
+	size_t n;
+
+	for (size_t i = 0; i < 6; i++)
+		v[i] = xstrdup(in[i]);
+	n = strv_sort_unique(v, 6);
+	check(n == 3 && strcmp(v[0], "a") == 0 && strcmp(v[1], "b") == 0 &&
+	    strcmp(v[2], "c") == 0, "strv_sort_unique sorts and keeps one of each");
+	for (size_t i = 0; i < n; i++)
+		free(v[i]); /* the repeats are freed already: ASan tells */
+	v[0] = xstrdup("x");
+	check(strv_sort_unique(v, 1) == 1 && strcmp(v[0], "x") == 0 &&
+	    strv_sort_unique(v, 0) == 0, "strv_sort_unique: one string, none");
+	free(v[0]);
+}
+
+static void
+test_redis_retry_backoff(void)
+{
+	int ms = REDIS_RETRY_MIN_MS, steps = 0;
+
+	while (ms < REDIS_RETRY_MAX_MS && steps++ < 100)
+		ms = redis_retry_next(ms);
+	check(REDIS_RETRY_MIN_MS == 100 && ms == REDIS_RETRY_MAX_MS &&
+	    redis_retry_next(ms) == REDIS_RETRY_MAX_MS && steps == 6,
+	    "the retry backoff doubles from 100 ms and stays at 5 s");
+}
+
 static void
 test_keys_of_ids(void)
 {
@@ -1497,6 +1745,7 @@ test_keys_of_ids(void)
 	char buf[KEY_MAX + ID_MAX];
 
 	keys_init(&k, "aq", "q");
+	check_str(keys_job(&k, "j1", buf, sizeof buf), "aq:{q}:job:j1", "keys_job");
 	check_str(keys_events(&k, "j1", buf, sizeof buf), "aq:{q}:events:j1", "keys_events");
 	check_str(keys_worker(&k, "h:1", buf, sizeof buf), "aq:{q}:worker:h:1", "keys_worker");
 	check_str(keys_channel("aq", "news", buf, sizeof buf), "aq:chan:news", "keys_channel");
@@ -1749,10 +1998,18 @@ main(void)
 	test_jb_invalid_utf8_output_is_valid();
 	test_jb_nesting_and_reset();
 	test_jb_grows();
+	test_jb_json_or_str();
+	test_xgrow();
+	test_strv_sort_unique();
+	test_redis_retry_backoff();
 
 	test_keys_short();
 	test_keys_longest_not_truncated();
 	test_keys_match_lib_lua();
+	test_counts_match_scripts();
+	test_script_keys_match();
+	test_script_args_words();
+	test_script_args_reuse();
 	test_keys_of_ids();
 	test_job_record_order_and_forms();
 	test_job_record_minimal();

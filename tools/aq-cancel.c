@@ -19,8 +19,6 @@
 #include "script.h"
 
 #define CANCEL_BATCH 256          /* ids per call of the cancel script */
-#define CANCEL_KEYS KEYS_SCRIPT
-#define CANCEL_ARGS 3             /* key base, log cap, cancel channel */
 
 struct target {
 	char id[ID_MAX + 1];
@@ -32,6 +30,7 @@ struct cancel_run {
 	redisContext *redis;
 	struct target batch[CANCEL_BATCH]; /* all of one queue */
 	size_t n;
+	struct script_args call;      /* a batch's call, being built */
 	struct jbuf out;
 	unsigned long rejected, unsettled; /* unsettled: unknown or finished */
 };
@@ -73,28 +72,22 @@ report(struct cancel_run *s, const struct target *t, const redisReply *v)
 static void
 flush_batch(struct cancel_run *s)
 {
-	const char *argv[3 + CANCEL_KEYS + CANCEL_ARGS + CANCEL_BATCH];
-	size_t lens[3 + CANCEL_KEYS + CANCEL_ARGS + CANCEL_BATCH];
-	char numkeys[16], shown[1024];
+	struct script_args *a = &s->call;
+	char shown[1024];
 	struct keys k;
 	redisReply *r;
-	int argc = 3;
 
 	if (s->n == 0)
 		return;
 	keys_init(&k, s->cfg.prefix, s->batch[0].queue);
-	script_argv(&script_cancel, CANCEL_KEYS, numkeys, argv, lens);
-	argc += keys_script_argv(&k, argv + argc);
-	argv[argc++] = k.base;
-	argv[argc++] = LOG_CAP;
-	argv[argc++] = k.cancel;
-	for (int i = 3; i < argc; i++)
-		lens[i] = strlen(argv[i]);
-	for (size_t i = 0; i < s->n; i++) {
-		argv[argc] = s->batch[i].id;
-		lens[argc++] = strlen(s->batch[i].id);
-	}
-	r = script_call(s->redis, &s->cfg.redis, &script_cancel, argc, argv, lens);
+	script_args_begin(a, &script_cancel);
+	script_args_queue_keys(a, &k);
+	script_args_arg(a, k.base);
+	script_args_arg(a, LOG_CAP);
+	script_args_arg(a, k.cancel);
+	for (size_t i = 0; i < s->n; i++)
+		script_args_arg(a, s->batch[i].id);
+	r = script_call(s->redis, &s->cfg.redis, a);
 	if (!r)
 		redis_die_io(s->redis, &s->cfg.redis, "cancelling jobs");
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != s->n)
@@ -161,6 +154,7 @@ main(int argc, char **argv)
 	if (rc == 0)
 		rc = s.rejected ? EX_DATAERR : s.unsettled ? 1 : 0;
 	jb_free(&s.out);
+	script_args_free(&s.call);
 	redisFree(s.redis);
 	url_forget(&s.cfg.redis);
 	return finish_stdout(rc);

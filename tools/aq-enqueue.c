@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "duration.h"
 #include "id.h"
@@ -25,8 +26,6 @@
 #define LEDGER_BATCH_JOBS 1000    /* with a ledger: a commit costs more */
 #define BATCH_BYTES (1 << 20)     /* or fewer when their payloads are large */
 #define PIPELINE_DEPTH 4          /* batches sent before a reply is awaited */
-#define ENQUEUE_KEYS 6
-#define FIELDS_PER_JOB 2
 
 enum { OPT_ID = OPT_TOOL, OPT_PRIORITY, OPT_DELAY, OPT_RUN_AT,
 	OPT_MAX_ATTEMPTS, OPT_TIMEOUT, OPT_WAIT, OPT_WAIT_TIMEOUT };
@@ -59,8 +58,7 @@ struct enqueuer {
 	size_t batch_jobs;            /* jobs per batch */
 	struct batch ring[PIPELINE_DEPTH + 1];
 	size_t oldest, inflight;      /* ring[oldest] is the oldest sent batch */
-	const char **argv;            /* scratch for building a call */
-	size_t *lens;
+	struct script_args call;      /* a batch's call, being built */
 	struct jbuf out;
 	unsigned long rejected;
 	const char *input_name;       /* "line" or "argument", for messages */
@@ -91,62 +89,50 @@ arena_put(struct batch *b, const char *s, size_t n)
 {
 	size_t off = b->len;
 
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 64 * 1024;
-		while (cap < b->len + n)
-			cap *= 2;
-		b->arena = xrealloc(b->arena, cap);
-		b->cap = cap;
-	}
+	b->arena = xgrow(b->arena, &b->cap, b->len + n, 64 * 1024, 1);
 	memcpy(b->arena + b->len, s, n);
 	b->len += n;
 	return off;
 }
 
-/* Fill e->argv/e->lens with the EVALSHA of batch b; returns argc. */
-static int
-build_call(struct enqueuer *e, const struct batch *b, char *numkeys)
+/* Build in e->call the enqueue.lua call of batch b (its ARGV in order). */
+static void
+build_call(struct enqueuer *e, const struct batch *b)
 {
-	int a = 3;
-	const char *fixed[] = {e->keys.wait, e->keys.delayed, e->keys.stats,
-	    e->keys.log, e->keys.seq, e->keys.wake, e->keys.job, LOG_CAP,
-	    e->fixed_id ? "0" : "1", e->priority, e->delay, e->run_at,
-	    e->max_attempts, e->timeout, e->ledger.conn ? e->keys.ledger : ""};
+	struct script_args *a = &e->call;
+	const char *keys[KEYS_ENQUEUE];
+	const char *fixed[] = {e->keys.job, LOG_CAP, e->fixed_id ? "0" : "1",
+	    e->priority, e->delay, e->run_at, e->max_attempts, e->timeout,
+	    e->ledger.conn ? e->keys.ledger : ""};
 
-	script_argv(&script_enqueue, ENQUEUE_KEYS, numkeys, e->argv, e->lens);
-	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++, a++) {
-		e->argv[a] = fixed[i];
-		e->lens[a] = strlen(fixed[i]);
-	}
+	script_args_begin(a, &script_enqueue);
+	script_args_keys(a, keys, keys_enqueue_argv(&e->keys, keys));
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+		script_args_arg(a, fixed[i]);
 	for (size_t i = 0; i < b->n; i++) {
 		const struct pending_job *j = &b->jobs[i];
 		if (j->ledger_dup[0])
 			continue; /* the ledger holds it: it is not enqueued again */
-		e->argv[a] = b->arena + j->id_off;
-		e->lens[a++] = j->id_len;
-		e->argv[a] = b->arena + j->payload_off;
-		e->lens[a++] = j->payload_len;
+		script_args_argn(a, b->arena + j->id_off, j->id_len);
+		script_args_argn(a, b->arena + j->payload_off, j->payload_len);
 	}
-	return a;
 }
 
 static void
 send_batch(struct enqueuer *e, struct batch *b)
 {
-	char numkeys[16];
-	int argc = build_call(e, b, numkeys);
-
-	if (redisAppendCommandArgv(e->redis, argc, e->argv, e->lens) != REDIS_OK)
+	build_call(e, b);
+	if (script_append(e->redis, &e->call) != REDIS_OK)
 		redis_die_io(e->redis, &e->cfg.redis, "sending jobs");
 }
 
 static redisReply *
 call_batch_now(struct enqueuer *e, struct batch *b)
 {
-	char numkeys[16];
-	int argc = build_call(e, b, numkeys);
-	redisReply *r = script_call(e->redis, &e->cfg.redis, &script_enqueue,
-	    argc, e->argv, e->lens);
+	redisReply *r;
+
+	build_call(e, b);
+	r = script_call(e->redis, &e->cfg.redis, &e->call);
 
 	if (!r)
 		redis_die_io(e->redis, &e->cfg.redis, "sending jobs");
@@ -398,7 +384,7 @@ open_ledger(struct enqueuer *e)
 	e->batch_jobs = LEDGER_BATCH_JOBS;
 	/* what the ledger says until aq-sweep archives Redis's word on it */
 	snprintf(e->ledger_status, sizeof e->ledger_status, "%s",
-	    e->opt.delay_ms > 0 || e->opt.run_at_ms > ledger_now_ms() ? "delayed" : "queued");
+	    e->opt.delay_ms > 0 || e->opt.run_at_ms > clock_epoch_ms() ? "delayed" : "queued");
 }
 
 /* ---- sending ---------------------------------------------------------- */
@@ -623,8 +609,7 @@ cleanup(struct enqueuer *e)
 		free(e->ring[i].arena);
 		free(e->ring[i].jobs);
 	}
-	free(e->argv);
-	free(e->lens);
+	script_args_free(&e->call);
 	jb_free(&e->out);
 	copy_free(&e->rows);
 	waiter_free(e->waiter);
@@ -637,7 +622,6 @@ int
 main(int argc, char **argv)
 {
 	static struct enqueuer e = {.wait_timeout_ms = -1, .batch_jobs = BATCH_JOBS};
-	size_t maxargs = 3 + ENQUEUE_KEYS + 9 + (size_t)LEDGER_BATCH_JOBS * FIELDS_PER_JOB;
 	int rc = 0;
 
 	log_init(argv[0]);
@@ -653,8 +637,6 @@ main(int argc, char **argv)
 	check_arguments(argv, argc);
 	keys_init(&e.keys, e.cfg.prefix, e.cfg.queue);
 	format_options(&e);
-	e.argv = xcalloc(maxargs, sizeof *e.argv);
-	e.lens = xcalloc(maxargs, sizeof *e.lens);
 	connect_and_prepare(&e);
 	open_ledger(&e);
 

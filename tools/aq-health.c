@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "archive.h"
+#include "clock.h"
 #include "config.h"
 #include "id.h"
 #include "json.h"
@@ -102,15 +102,6 @@ alert(struct health *h, enum level l, const char *fmt, ...)
 	va_end(ap);
 }
 
-static double
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1000 + (double)ts.tv_nsec / 1e6;
-}
-
 /* ---- gathering -------------------------------------------------------- */
 
 /* A reply, or NULL after marking Redis unreachable with the reason. */
@@ -152,10 +143,10 @@ check_redis(struct health *h)
 		return;
 	}
 	h->reachable = 1;
-	t0 = mono_ms();
+	t0 = clock_mono_exact_ms();
 	if (!(r = ask(h, 1, ping)))
 		return;
-	h->latency_ms = mono_ms() - t0;
+	h->latency_ms = clock_mono_exact_ms() - t0;
 	freeReplyObject(r);
 	if (!(r = ask(h, 2, info)))
 		return;
@@ -175,7 +166,7 @@ static void
 check_ledger(struct health *h)
 {
 	int code;
-	double t0 = mono_ms();
+	double t0 = clock_mono_exact_ms();
 
 	if (!h->cfg.database_url)
 		return;
@@ -183,7 +174,7 @@ check_ledger(struct health *h)
 		return;
 	if (ledger_run(&h->ledger, "querying", "SELECT 1") < 0)
 		return;
-	h->ledger_latency_ms = mono_ms() - t0;
+	h->ledger_latency_ms = clock_mono_exact_ms() - t0;
 	h->ledger_up = 1;
 }
 
@@ -252,9 +243,26 @@ cmp_queue(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* The figures of queue from health.lua, loaded again on NOSCRIPT; as
+ * script_try_call, NULL with err set when it could not be loaded. */
+static redisReply *
+call_health(struct health *h, struct script_args *a, const char *queue,
+    char *err, size_t errlen)
+{
+	struct keys k;
+
+	keys_init(&k, h->cfg.prefix, queue);
+	script_args_begin(a, &script_health);
+	script_args_queue_keys(a, &k);
+	script_args_arg(a, k.base);
+	script_args_arg(a, ARCHIVE_GROUP);
+	return script_try_call(h->redis, a, err, errlen);
+}
+
 static void
 check_queues(struct health *h)
 {
+	struct script_args call = {0};
 	char err[512];
 
 	if (h->nqueues == 0) { /* all of them: in a stable order */
@@ -268,31 +276,23 @@ check_queues(struct health *h)
 		return;
 	}
 	for (int i = 0; i < h->nqueues && h->reachable; i++) {
-		struct keys k;
-		char numkeys[16];
-		const char *argv[3 + KEYS_SCRIPT + 2];
-		size_t lens[3 + KEYS_SCRIPT + 2];
-		redisReply *r;
-		keys_init(&k, h->cfg.prefix, h->queues[i]);
-		script_argv(&script_health, KEYS_SCRIPT, numkeys, argv, lens);
-		int argc = 3 + keys_script_argv(&k, argv + 3);
-		argv[argc++] = k.base;
-		argv[argc++] = ARCHIVE_GROUP;
-		for (int j = 3; j < argc; j++)
-			lens[j] = strlen(argv[j]);
-		r = redisCommandArgv(h->redis, argc, argv, lens);
-		if (r && r->type == REDIS_REPLY_ARRAY && r->elements != 9) {
+		redisReply *r = call_health(h, &call, h->queues[i], err, sizeof err);
+		if (r && r->type == REDIS_REPLY_ARRAY && r->elements != HEALTH_FIGURES) {
 			alert(h, UNKNOWN, "queue %s: unexpected reply from the health "
 			    "script", h->queues[i]);
 			freeReplyObject(r);
 			continue;
 		}
 		if (!r || r->type != REDIS_REPLY_ARRAY) {
-			snprintf(h->why, sizeof h->why, "the health script failed: %s",
-			    r && r->type == REDIS_REPLY_ERROR ? r->str : h->redis->errstr);
+			if (!r && err[0]) /* it could not be loaded again */
+				snprintf(h->why, sizeof h->why, "%s", err);
+			else
+				snprintf(h->why, sizeof h->why, "the health script "
+				    "failed: %s", r && r->type == REDIS_REPLY_ERROR ?
+				    r->str : h->redis->errstr);
 			h->reachable = 0;
 			freeReplyObject(r);
-			return;
+			break;
 		}
 		h->fig[h->nfig].queue = h->queues[i];
 		read_figures(&h->fig[h->nfig], r);
@@ -301,6 +301,7 @@ check_queues(struct health *h)
 			read_workers(h, &h->fig[h->nfig]);
 		h->nfig++;
 	}
+	script_args_free(&call);
 }
 
 /* ---- judging ---------------------------------------------------------- */

@@ -102,7 +102,7 @@ require_job(struct publisher *p)
 	const char *argv[] = {"EXISTS", key};
 	redisReply *r;
 
-	snprintf(key, sizeof key, "%s%s", p->keys.job, p->job);
+	keys_job(&p->keys, p->job, key, sizeof key);
 	r = redis_command_ok(p->redis, &p->cfg.redis, 2, argv);
 	if (r->integer != 1)
 		die(1, "no job %s in queue %s", p->job, p->cfg.queue);

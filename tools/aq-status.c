@@ -97,7 +97,7 @@ flush_batch(struct status_run *s)
 	for (size_t i = 0; i < s->n; i++) {
 		const char *argv[2] = {"HGETALL", key};
 		keys_init(&k, s->cfg.prefix, s->batch[i].queue);
-		snprintf(key, sizeof key, "%s%s", k.job, s->batch[i].id);
+		keys_job(&k, s->batch[i].id, key, sizeof key);
 		if (redisAppendCommandArgv(s->redis, 2, argv, NULL) != REDIS_OK)
 			redis_die_io(s->redis, &s->cfg.redis, "looking up jobs");
 	}

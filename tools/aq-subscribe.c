@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "id.h"
 #include "json.h"
@@ -18,9 +18,8 @@
 #include "log.h"
 #include "redis.h"
 
-#define BLOCK_MS 5000
+#define READ_BLOCK_MS 5000      /* one XREAD waits at most this long */
 #define READ_COUNT "1000"
-#define RECONNECT_MAX_MS 5000
 #define STREAM_ID_MAX 48
 
 enum { OPT_PATTERN = OPT_TOOL, OPT_JOB, OPT_FOLLOW_QUEUE, OPT_AFTER, OPT_COUNT,
@@ -56,15 +55,6 @@ usage(FILE *fp)
 	    "       aq-subscribe [options] -q queue --queue-log [--after stream-id]\n");
 }
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ms left before --timeout (at most cap), or cap without one; 0 when over. */
 static long long
 time_left(const struct subscriber *s, long long cap)
@@ -73,7 +63,7 @@ time_left(const struct subscriber *s, long long cap)
 
 	if (!s->deadline_ms)
 		return cap;
-	left = s->deadline_ms - now_ms();
+	left = s->deadline_ms - clock_mono_ms();
 	return left <= 0 ? 0 : left < cap ? left : cap;
 }
 
@@ -83,18 +73,6 @@ emit(struct subscriber *s)
 	if (jb_line(&s->out) < 0 || fflush(stdout) != 0)
 		die_output();
 	s->printed++;
-}
-
-/* data as JSON: stored JSON as it is, anything else as a string */
-static void
-put_data(struct jbuf *b, const char *s, size_t n)
-{
-	char err[64];
-
-	if (n > 0 && json_check(s, n, err, sizeof err) == 0)
-		jb_json(b, s, n);
-	else
-		jb_str(b, s, n);
 }
 
 static int
@@ -110,7 +88,7 @@ static void
 connect_retrying(struct subscriber *s, int first)
 {
 	char err[512], shown[1024];
-	int code, backoff = 100;
+	int code, backoff = REDIS_RETRY_MIN_MS;
 
 	for (;;) {
 		s->redis = redis_try_connect(&s->cfg.redis, err, sizeof err, &code);
@@ -122,7 +100,7 @@ connect_retrying(struct subscriber *s, int first)
 		if (s->deadline_ms && time_left(s, 1) == 0)
 			die(EX_TEMPFAIL, "timed out while redis was unreachable");
 		usleep((useconds_t)backoff * 1000);
-		backoff = backoff * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : backoff * 2;
+		backoff = redis_retry_next(backoff);
 	}
 }
 
@@ -158,7 +136,7 @@ print_message(struct subscriber *s, const redisReply *r)
 	jb_str(&s->out, chan->str + (chan->len > base ? base : 0),
 	    chan->len > base ? chan->len - base : chan->len);
 	jb_key(&s->out, "data");
-	put_data(&s->out, data->str, data->len);
+	jb_json_or_str(&s->out, data->str, data->len);
 	jb_obj_end(&s->out);
 	emit(s);
 }
@@ -244,7 +222,7 @@ print_event_fields(struct subscriber *s, const char *id, const char *type,
 	jb_kstr(&s->out, "type", type ? type : "event");
 	jb_key(&s->out, "data");
 	if (data)
-		put_data(&s->out, data, len);
+		jb_json_or_str(&s->out, data, len);
 	else
 		jb_null(&s->out);
 	if (attempt) {
@@ -320,7 +298,7 @@ job_status(struct subscriber *s)
 	redisReply *r;
 	char *out;
 
-	snprintf(key, sizeof key, "%s%s", s->keys.job, s->job);
+	keys_job(&s->keys, s->job, key, sizeof key);
 	r = redisCommandArgv(s->redis, 3, argv, NULL);
 	if (!r)
 		return (char *)-1;
@@ -642,7 +620,7 @@ follow_job(struct subscriber *s)
 			goto reconnect;
 		if (final_status(status) || done_counting(s))
 			break;
-		long long left = time_left(s, BLOCK_MS);
+		long long left = time_left(s, READ_BLOCK_MS);
 		if (s->deadline_ms && left == 0) {
 			free(status);
 			return EX_TEMPFAIL;
@@ -678,7 +656,7 @@ follow_log(struct subscriber *s)
 	if (!s->after[0] && log_tail(s, s->after) < 0)
 		die(EX_UNAVAILABLE, "lost the connection to redis");
 	while (!done_counting(s)) {
-		long long left = time_left(s, BLOCK_MS);
+		long long left = time_left(s, READ_BLOCK_MS);
 		if (s->deadline_ms && left == 0)
 			return EX_TEMPFAIL;
 		snprintf(block, sizeof block, "%lld", left);
@@ -772,7 +750,7 @@ parse_options(struct subscriber *s, int argc, char **argv)
 			s->count = option_int("--count", optarg, 1, 1000000000L);
 			break;
 		case OPT_TIMEOUT:
-			s->deadline_ms = now_ms() + option_duration("--timeout", optarg, 0);
+			s->deadline_ms = clock_mono_ms() + option_duration("--timeout", optarg, 0);
 			break;
 		default:
 			usage(stderr);

@@ -11,10 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "archive.h"
+#include "clock.h"
 #include "config.h"
 #include "id.h"
 #include "json.h"
@@ -61,6 +61,7 @@ struct sweeper {
 	int ledger_failed;           /* in this pass */
 	char **names;                /* the queues of this pass */
 	size_t nnames, capnames;
+	struct script_args call;     /* an action's call, being built */
 	struct jbuf out;
 	unsigned long actions_taken;
 	int down;                    /* Redis unreachable: said once */
@@ -82,15 +83,6 @@ usage(FILE *fp)
 /* The self-pipe of the stop signals: the handler writes a byte to it, so a
  * signal that arrives just before the sleep between passes still ends it. */
 static int stop_pipe[2] = {-1, -1};
-
-static long long
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 on_stop(int sig)
@@ -148,24 +140,18 @@ sweep_action(struct sweeper *s, const char *queue, const struct action *a,
     long long param)
 {
 	struct keys k;
-	char numkeys[16], cap[24], limit[24], p[24], shown[1024];
-	const char *argv[3 + KEYS_SCRIPT + 5];
-	size_t lens[3 + KEYS_SCRIPT + 5];
+	char shown[1024];
 
 	keys_init(&k, s->cfg.prefix, queue);
-	snprintf(cap, sizeof cap, "%ld", s->log_cap);
-	snprintf(limit, sizeof limit, "%ld", s->batch);
-	snprintf(p, sizeof p, "%lld", param);
-	script_argv(&script_sweep, KEYS_SCRIPT, numkeys, argv, lens);
-	int argc = 3 + keys_script_argv(&k, argv + 3);
-	const char *args[] = {a->name, k.base, cap, limit, p};
-	for (int i = 0; i < 5; i++)
-		argv[argc++] = args[i];
-	for (int i = 3; i < argc; i++)
-		lens[i] = strlen(argv[i]);
+	script_args_begin(&s->call, &script_sweep);
+	script_args_queue_keys(&s->call, &k);
+	script_args_arg(&s->call, a->name);
+	script_args_arg(&s->call, k.base);
+	script_args_argll(&s->call, s->log_cap);
+	script_args_argll(&s->call, s->batch);
+	script_args_argll(&s->call, param);
 	for (;;) {
-		redisReply *r = script_call(s->redis, &s->cfg.redis, &script_sweep,
-		    argc, argv, lens);
+		redisReply *r = script_call(s->redis, &s->cfg.redis, &s->call);
 		size_t step = a->pairs ? 2 : 1, n;
 		if (!r) {
 			warnmsg("lost the connection to redis at %s while sweeping "
@@ -195,10 +181,7 @@ add_name(struct sweeper *s, const char *q)
 {
 	if (!queue_valid(q))
 		return;
-	if (s->nnames == s->capnames) {
-		s->capnames = s->capnames ? s->capnames * 2 : 64;
-		s->names = xrealloc(s->names, s->capnames * sizeof *s->names);
-	}
+	s->names = xgrow(s->names, &s->capnames, s->nnames + 1, 64, sizeof *s->names);
 	s->names[s->nnames++] = xstrdup(q);
 }
 
@@ -208,12 +191,6 @@ clear_names(struct sweeper *s)
 	for (size_t i = 0; i < s->nnames; i++)
 		free(s->names[i]);
 	s->nnames = 0;
-}
-
-static int
-cmp_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* The queues to sweep: those given by -q; else every queue in
@@ -254,16 +231,7 @@ list_queues(struct sweeper *s)
 			add_name(s, pq.getvalue(q, i, 0));
 		pq.clear(q);
 	}
-	if (s->nnames > 1)
-		qsort(s->names, s->nnames, sizeof *s->names, cmp_name);
-	size_t n = 0;
-	for (size_t i = 0; i < s->nnames; i++) {
-		if (n > 0 && strcmp(s->names[n - 1], s->names[i]) == 0)
-			free(s->names[i]);
-		else
-			s->names[n++] = s->names[i];
-	}
-	s->nnames = n;
+	s->nnames = strv_sort_unique(s->names, s->nnames);
 	return 0;
 }
 
@@ -424,9 +392,9 @@ static void
 sleep_ms(long long ms)
 {
 	struct pollfd p = {.fd = stop_pipe[0], .events = POLLIN};
-	long long until = mono_ms() + ms, left;
+	long long until = clock_mono_ms() + ms, left;
 
-	while (!stop_requested && (left = until - mono_ms()) > 0)
+	while (!stop_requested && (left = until - clock_mono_ms()) > 0)
 		if (poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left) > 0)
 			break;
 }
@@ -537,6 +505,7 @@ main(int argc, char **argv)
 	ledger_close(&s.ledger);
 	clear_names(&s);
 	free(s.names);
+	script_args_free(&s.call);
 	jb_free(&s.out);
 	config_free(&s.cfg);
 	return finish_stdout(s.every_ms < 0 ? pass_status(rc) : 0);

@@ -1,5 +1,5 @@
 -- enqueue.lua: put a batch of jobs on one queue, atomically.
--- KEYS: 1 wait, 2 delayed, 3 stats, 4 log, 5 seq, 6 wake
+-- KEYS: wait, delayed, stats, log, seq, wake (keys_enqueue_argv in keys.c)
 -- ARGV: 1 job key prefix ("aq:{q}:job:"), 2 log length cap,
 --       3 fresh ("1": every id was generated here, so none can exist yet),
 --       4 priority, 5 delay ms, 6 run_at ms (epoch), 7 max_attempts,
@@ -14,6 +14,8 @@
 -- job with that id is left as it is: the id is an idempotency key).
 -- The record keeps few fields (each one costs): priority, timeout_ms and
 -- run_at only when given; attempt appears with the first claim.
+local K = {wait = KEYS[1], delayed = KEYS[2], stats = KEYS[3], log = KEYS[4],
+  seq = KEYS[5], wake = KEYS[6]}
 local now = now_ms()
 
 local jobkey, cap, fresh = ARGV[1], ARGV[2], ARGV[3] == '1'
@@ -46,8 +48,8 @@ end
 
 -- FIFO within a priority: a sequence that restarts when the wait set is empty
 local seq = 0
-if status == 'queued' and redis.call('ZCARD', KEYS[1]) > 0 then
-  seq = tonumber(redis.call('GET', KEYS[5]) or '0')
+if status == 'queued' and redis.call('ZCARD', K.wait) > 0 then
+  seq = tonumber(redis.call('GET', K.seq) or '0')
 end
 local base = -priority * PRIORITY_SPAN
 
@@ -78,15 +80,15 @@ end
 if #added > 0 then
   if ledger ~= '' then redis.call('SET', ledger, 'unchecked', 'NX') end
   if status == 'queued' then
-    redis.call('ZADD', KEYS[1], unpack(zargs))
-    redis.call('SET', KEYS[5], int(seq))
-    wake(KEYS[6], #added)
+    redis.call('ZADD', K.wait, unpack(zargs))
+    redis.call('SET', K.seq, int(seq))
+    wake(K.wake, #added)
   else
-    redis.call('ZADD', KEYS[2], unpack(zargs))
-    wake(KEYS[6], 1) -- so a blocked worker sets its timeout to the new due time
+    redis.call('ZADD', K.delayed, unpack(zargs))
+    wake(K.wake, 1) -- so a blocked worker sets its timeout to the new due time
   end
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', cap, '*', 'status', status,
+  redis.call('XADD', K.log, 'MAXLEN', '~', cap, '*', 'status', status,
     'ids', table.concat(added, ' '))
-  redis.call('HINCRBY', KEYS[3], 'enqueued', #added)
+  redis.call('HINCRBY', K.stats, 'enqueued', #added)
 end
 return out

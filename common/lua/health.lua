@@ -1,12 +1,13 @@
 -- health.lua: the figures of one queue for aq-health, from counters and
 -- sorted-set cardinalities only: never a scan of the jobs.
 -- KEYS: the queue keys of lib.lua's queue_keys
--- ARGV: 1 key base
 -- ARGV: 1 key base, 2 the archive's consumer group
--- Returns {waiting, delayed, active, live workers, oldest waiting age ms
+-- Returns HEALTH_FIGURES values: {waiting, delayed, active, live workers, oldest waiting age ms
 -- (-1 when none waits), server time ms, stats as a flat field/value list,
 -- finished jobs waiting for the ledger's archive, log entries the archive
 -- has not read (-1: no archive; -2: unknown, the log was capped past it)}.
+-- The count is script.h's, of the same name (tests/unit.c compares them).
+local HEALTH_FIGURES = 9
 local now = now_ms()
 local Q = queue_keys(ARGV[1])
 
@@ -43,7 +44,9 @@ local function archive_lag()
   return -1
 end
 
-return {redis.call('ZCARD', Q.wait), redis.call('ZCARD', Q.delayed),
+local figures = {redis.call('ZCARD', Q.wait), redis.call('ZCARD', Q.delayed),
   redis.call('ZCARD', Q.active), redis.call('ZCOUNT', Q.workers, now, '+inf'),
   oldest_age(), now, redis.call('HGETALL', Q.stats),
   redis.call('ZCARD', Q.unarchived), archive_lag()}
+assert(#figures == HEALTH_FIGURES, 'health.lua returns HEALTH_FIGURES values')
+return figures

@@ -2,20 +2,22 @@
 -- finished that Redis no longer has (it lost its data, or an enqueue never
 -- reached it), with the attempts they had.
 -- KEYS: the queue keys of lib.lua's queue_keys
--- ARGV: 1 key base ("aq:{q}:"), 2 log cap, then 9 per job: id, payload,
+-- ARGV: 1 key base ("aq:{q}:"), 2 log cap, then RESTORE_FIELDS per job: id, payload,
 --       ledger status, attempt, max_attempts, priority, timeout ms (''),
 --       run_at ms (''), created ms.
 -- A job still in Redis is left alone ("exists"). A job the ledger saw
 -- running with no attempt left fails, as a lost lease would; a delayed one
 -- not yet due waits in the delayed set; the others are queued.
 -- Returns per job its new status, or "exists".
+-- The count is script.h's, of the same name (tests/unit.c compares them).
+local RESTORE_FIELDS = 9
 local now = now_ms()
 local Q = queue_keys(ARGV[1])
 local cap = ARGV[2]
 local log = new_log()
 local out, queued, delayed = {}, 0, 0
 
-for i = 3, #ARGV, 9 do
+for i = 3, #ARGV, RESTORE_FIELDS do
   local id, payload, was = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local attempt, max_attempts = tonumber(ARGV[i + 3]) or 0, tonumber(ARGV[i + 4]) or 1
   local priority, timeout, run_at = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]

@@ -3,17 +3,22 @@
 -- KEYS: the queue keys of lib.lua's queue_keys
 -- ARGV: 1 key base ("aq:{q}:"), 2 worker id, 3 lease ms, 4 k (jobs to
 --       claim), 5 log cap, 6 most delayed jobs to promote, 7 n (reports),
---       then 7 per report: id, lease token, outcome
+--       then REPORT_FIELDS per report: id, lease token, outcome
 --       (succeeded|failed|retry|cancelled|requeue), result, error,
 --       exit code ('' for a signal), retry delay ms.
 -- The lease token is the job's field lease, counted up by every claim.
 -- A report counts only while the job is running under that lease token
 -- (fencing): otherwise "stale"; "ok" again for a report already applied.
--- Returns {reports' verdicts, claimed jobs (6 values each: id, payload,
--- attempt, max_attempts, timeout ms or '', lease token), next delayed due
--- ms or -1, server time ms}.
+-- Returns {reports' verdicts, claimed jobs (CLAIM_FIELDS values each: id,
+-- payload, attempt, max_attempts, timeout ms or '', lease token), next
+-- delayed due ms or -1, server time ms}.
 -- This is the hot path: two redis.call per job (an HMGET and an HSET), the
 -- set entries and counters of the whole call written once.
+-- REPORT_FIELDS and CLAIM_FIELDS are script.h's, of the same names
+-- (tests/unit.c compares them); WORK_FIXED_ARGS counts ARGV 1 to 7 above.
+local WORK_FIXED_ARGS = 7
+local REPORT_FIELDS = 7
+local CLAIM_FIELDS = 6
 local now = now_ms()
 local now_s = int(now)
 local Q = queue_keys(ARGV[1])
@@ -63,7 +68,7 @@ end
 -- 1. reports
 local verdicts = {}
 for i = 0, tonumber(ARGV[7]) - 1 do
-  local b = 8 + i * 7
+  local b = WORK_FIXED_ARGS + 1 + i * REPORT_FIELDS
   local id, token = ARGV[b], ARGV[b + 1]
   local key = Q.job .. id
   local job = redis.call('HMGET', key, 'status', 'lease', 'attempt',
@@ -120,7 +125,7 @@ end
 if #active > 0 then redis.call('ZADD', Q.active, unpack(active)) end
 
 batch_write(Q, B)
-wake(Q.wake, math.max(queued_now - #claimed / 6, retried))
+wake(Q.wake, math.max(queued_now - #claimed / CLAIM_FIELDS, retried))
 log_write(log, Q.log, cap)
 local next_due = redis.call('ZRANGE', Q.delayed, 0, 0, 'WITHSCORES')
 return {verdicts, claimed, tonumber(next_due[2]) or -1, now}
