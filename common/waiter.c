@@ -181,7 +181,7 @@ mono_ms(void)
 static int
 reconnect(struct waiter *w, long long deadline, const char *why)
 {
-	char err[512], shown[1024];
+	char err[REDIS_ERR_MAX], shown[1024];
 	int code, backoff = 100;
 	redisContext *c;
 
@@ -226,7 +226,9 @@ waiter_wait(struct waiter *w, long long timeout_ms)
 		snprintf(block, sizeof block, "%lld", left < BLOCK_MS ? left : BLOCK_MS);
 		const char *argv[] = {"XREAD", "COUNT", "1000", "BLOCK", block,
 		    "STREAMS", w->keys->log, w->after};
-		redisReply *r = redisCommandArgv(*w->cp, 8, argv, NULL);
+		/* nobody reads the outcomes any more (stdout_watch): end */
+		redisReply *r = redis_command_await(*w->cp, 8, argv,
+		    (left < BLOCK_MS ? left : BLOCK_MS) + REDIS_COMMAND_TIMEOUT_MS);
 		int lost = !r;
 		if (r && r->type == REDIS_REPLY_ERROR)
 			die(EX_UNAVAILABLE, "redis refused XREAD while waiting for jobs: %s",
