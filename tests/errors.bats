@@ -183,6 +183,24 @@ status_down() { [ "$1" = aq-health ] && echo 2 || echo "$2"; }
 	assert_equal "$(rcli hget 'aq:{w}:job:j' status)" queued
 }
 
+@test "a running worker whose password stops passing says so once, keeps its place, and is back when it passes again" {
+	rcli acl setuser alice on '>s3cret' '~*' '&*' '+@all' >/dev/null
+	start_worker pw -q pw -u "unix://alice:s3cret@$REDIS_SOCK" -- cat
+	wait_for 100 redis_is 1 zcard 'aq:{pw}:workers'
+	rcli acl setuser alice resetpass '>changed' >/dev/null
+	rcli client kill user alice >/dev/null
+	wait_for 100 grep -q "refused the [a-z ]* connection (WRONGPASS" worker.pw.err
+	grep -q "the password of the URL, or its user's ACL, no longer passes; fix it and restart" worker.pw.err
+	kill -0 "$(worker_pid pw)"
+	rcli acl setuser alice resetpass '>s3cret' >/dev/null
+	wait_for 150 grep -q 'is back' worker.pw.err
+	refute grep -q s3cret worker.pw.err
+	# once a streak for each connection, not once per retry
+	(( $(grep -c 'refused the' worker.pw.err) <= 3 ))
+	stop_worker pw
+	assert_equal "$(cat worker.pw.rc)" 0
+}
+
 # ---- 3. a handler that cannot be run ---------------------------------------
 
 # refused_handler CMD TEXT...: aq-worker -- CMD exits 64 with TEXT before
