@@ -201,6 +201,13 @@ status_down() { [ "$1" = aq-health ] && echo 2 || echo "$2"; }
 	assert_equal "$(cat worker.pw.rc)" 0
 }
 
+@test "aq-enqueue hello: a payload that is not JSON enqueues nothing and says how to write a string" {
+	run aq-enqueue hello
+	expect aq-enqueue 65 "aq-enqueue: argument 1: invalid JSON" \
+	    "nothing enqueued: each payload argument is one JSON value; quote a string twice, as '\"text\"' in a shell"
+	assert_equal "$(rcli dbsize)" 0
+}
+
 # ---- 3. a handler that cannot be run ---------------------------------------
 
 # refused_handler CMD TEXT...: aq-worker -- CMD exits 64 with TEXT before
@@ -236,6 +243,21 @@ refused_handler() {
 	mkdir handlers
 	refused_handler ./handlers "Is a directory; give the handler's file, not a directory"
 	refused_handler /dev/null "Permission denied: not a regular file"
+}
+
+@test "handler: a script whose #! interpreter does not exist, or ends in a CRLF, is refused (64) at start" {
+	aq-enqueue -q h --id j '{}' >/dev/null
+	printf '#!/nonexistent/sh\necho hi\n' >bad.sh
+	printf '#!/bin/sh\r\necho hi\r\n' >crlf.sh
+	chmod +x bad.sh crlf.sh
+	refused_handler ./bad.sh "its #! line names /nonexistent/sh: No such file or directory; fix that line, or give an interpreter first (-- sh ./bad.sh)"
+	refused_handler ./crlf.sh "its #! line names /bin/sh followed by a carriage return: the file has CRLF line ends; convert them (sed -i 's/\\r\$//' ./crlf.sh)"
+	# a #! line with an argument, and a program that is no script, pass
+	printf '#!/bin/sh -e\ncat\n' >good.sh
+	chmod +x good.sh
+	run timeout 30 aq-worker -q h --burst -- ./good.sh
+	expect "aq-worker -- ./good.sh" 0
+	assert_equal "$(rcli hget 'aq:{h}:job:j' status)" succeeded
 }
 
 # ---- 4. a reader that goes away: | head -1 --------------------------------

@@ -492,7 +492,8 @@ check_arguments(char **args, int n)
 		}
 	}
 	if (bad)
-		die(EX_DATAERR, "nothing enqueued: fix the payload arguments");
+		die(EX_DATAERR, "nothing enqueued: each payload argument is one "
+		    "JSON value; quote a string twice, as '\"text\"' in a shell");
 }
 
 static void

@@ -153,6 +153,22 @@ die_cannot_run(const char *cmd)
 	die(EX_USAGE, "cannot run %s: %s", cmd, why);
 }
 
+/* The #! line of the handler names an interpreter that cannot be run
+ * (errno says why): exit EX_USAGE, as the kernel would fail every job. */
+static void
+die_bad_interpreter(const char *cmd, const char *interp)
+{
+	const char *why = strerror(errno);
+	size_t n = strlen(interp);
+
+	if (n > 0 && interp[n - 1] == '\r')
+		die(EX_USAGE, "cannot run %s: its #! line names %.*s followed by a "
+		    "carriage return: the file has CRLF line ends; convert them "
+		    "(sed -i 's/\\r$//' %s)", cmd, (int)n - 1, interp, cmd);
+	die(EX_USAGE, "cannot run %s: its #! line names %s: %s; fix that line, "
+	    "or give an interpreter first (-- sh %s)", cmd, interp, why, cmd);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -160,6 +176,7 @@ main(int argc, char **argv)
 	struct worker_options o = {.concurrency = 1, .lease_ms = 30000,
 	    .grace_ms = 10000, .backoff_ms = 1000, .prefetch = -1};
 	redisContext *probe;
+	char interp[256];
 
 	log_init(argv[0]);
 	config_init(&cfg);
@@ -173,6 +190,8 @@ main(int argc, char **argv)
 	o.argv = argv + optind;
 	if (child_find_command(o.argv[0]) < 0)
 		die_cannot_run(o.argv[0]);
+	if (child_check_interpreter(o.argv[0], interp, sizeof interp) < 0)
+		die_bad_interpreter(o.argv[0], interp);
 	o.cfg = &cfg;
 	o.worker_id = resolve_worker_id(o.worker_id);
 
