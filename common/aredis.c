@@ -78,6 +78,7 @@ become_ready(struct aredis *r)
 	char shown[1024];
 
 	r->ready = 1;
+	r->refused = 0;
 	r->backoff_ms = REDIS_RETRY_MIN_MS;
 	if (r->failures > 0)
 		warnmsg("the %s connection to redis at %s is back", r->name,
@@ -97,11 +98,22 @@ on_handshake(redisAsyncContext *ac, void *reply, void *priv)
 	if (!r || !rep)
 		return;
 	if (rep->type == REDIS_REPLY_ERROR) {
-		char why[300];
+		char why[300], shown[1024];
+		int auth = strncmp(rep->str, "WRONGPASS", 9) == 0 ||
+		    strncmp(rep->str, "NOAUTH", 6) == 0 ||
+		    strncmp(rep->str, "NOPERM", 6) == 0;
 		snprintf(why, sizeof why, "%s", rep->str);
 		redisAsyncDisconnect(ac);
+		/* said once a streak, even after a loss was said: a password
+		 * that stopped passing must not retry in silence */
+		if (r->refused++ == 0)
+			warnmsg("redis at %s refused the %s connection (%s); trying "
+			    "again with backoff%s", url_display(r->url, shown,
+			    sizeof shown), r->name, why, auth ? ": the password of "
+			    "the URL, or its user's ACL, no longer passes; fix it "
+			    "and restart" : "");
 		if (r->failures == 0)
-			warnmsg("redis refused the %s connection: %s", r->name, why);
+			r->failures = 1; /* the loss that follows is this one */
 		return;
 	}
 	if (s && rep->type == REDIS_REPLY_STRING && rep->len == 40) {

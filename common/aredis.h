@@ -30,6 +30,7 @@ struct aredis {
 	int stopping;
 	int backoff_ms;
 	int failures;                 /* in a row, for quieter messages */
+	int refused;                  /* handshakes refused in a row */
 	int handshake_left;           /* replies awaited before ready */
 	uv_timer_t retry;
 };

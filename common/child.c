@@ -40,27 +40,30 @@ is_executable_file(const char *path)
 	return access(path, X_OK);
 }
 
-int
-child_find_command(const char *cmd)
+/* Find cmd as execvp does: its path into out (size len); 0, or -1 with
+ * errno. */
+static int
+find_command(const char *cmd, char *out, size_t len)
 {
 	const char *path = getenv("PATH");
-	char buf[PATH_MAX];
 	int saved = ENOENT;
 
 	if (!*cmd) {
 		errno = ENOENT;
 		return -1;
 	}
-	if (strchr(cmd, '/'))
+	if (strchr(cmd, '/')) {
+		snprintf(out, len, "%s", cmd);
 		return is_executable_file(cmd);
+	}
 	if (!path)
 		path = "/usr/local/bin:/bin:/usr/bin";
 	for (const char *p = path;; p++) {
 		const char *end = strchrnul(p, ':');
-		int n = snprintf(buf, sizeof buf, "%.*s%s%s", (int)(end - p), p,
+		int n = snprintf(out, len, "%.*s%s%s", (int)(end - p), p,
 		    end == p ? "" : "/", cmd);
-		if (n > 0 && (size_t)n < sizeof buf) {
-			if (is_executable_file(buf) == 0)
+		if (n > 0 && (size_t)n < len) {
+			if (is_executable_file(out) == 0)
 				return 0;
 			if (errno != ENOENT)
 				saved = errno;
@@ -71,6 +74,42 @@ child_find_command(const char *cmd)
 	}
 	errno = saved;
 	return -1;
+}
+
+int
+child_find_command(const char *cmd)
+{
+	char buf[PATH_MAX];
+
+	return find_command(cmd, buf, sizeof buf);
+}
+
+int
+child_check_interpreter(const char *cmd, char *interp, size_t len)
+{
+	char path[PATH_MAX], line[256];
+	ssize_t n;
+	size_t skip, name;
+	int fd;
+
+	interp[0] = '\0';
+	if (find_command(cmd, path, sizeof path) < 0)
+		return -1;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0; /* execute-only: exec will tell */
+	n = read(fd, line, sizeof line - 1);
+	close(fd);
+	if (n < 2 || line[0] != '#' || line[1] != '!')
+		return 0;
+	line[n] = '\0';
+	/* as the kernel reads it: up to a space, a tab or the line end, so
+	 * a carriage return (CRLF line ends) is part of the name */
+	skip = 2 + strspn(line + 2, " \t");
+	name = strcspn(line + skip, " \t\n");
+	if (name == 0 || skip + name == (size_t)n)
+		return 0; /* none, or longer than we read */
+	snprintf(interp, len, "%.*s", (int)name, line + skip);
+	return is_executable_file(interp) < 0 ? -1 : 0;
 }
 
 struct guarded {

@@ -20,6 +20,12 @@ struct child {
  * execvp does) is an executable file; otherwise -1 with errno set. */
 int child_find_command(const char *cmd);
 
+/* child_check_interpreter: for a cmd that child_find_command found and
+ * that starts with "#!": 0 when the interpreter that line names is an
+ * executable file (or cmd is no script), else -1 with errno set and the
+ * interpreter's name in interp (size len). */
+int child_check_interpreter(const char *cmd, char *interp, size_t len);
+
 /* child_keeper_start: fork the keeper before anything else runs; it kills
  * every process group it was told of when the worker's end of its pipe
  * closes, whatever ended the worker. Returns 0, or -1 with errno. */

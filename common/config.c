@@ -63,7 +63,7 @@ config_option(struct config *c, int opt, const char *arg, void (*usage)(FILE *))
 		return 1;
 	case OPT_MAX_LINE:
 		if (jsonl_parse_max(arg, &c->max_line) < 0)
-			die(EX_USAGE, "invalid --max-line '%s': want a size from 1 "
+			die_usage("invalid --max-line '%s': want a size from 1 "
 			    "to 1G, like 65536, 64K or 16M", arg);
 		return 1;
 	case 'h':
@@ -103,13 +103,23 @@ read_url_file(const char *path, const char *what, const char *from)
 	return url;
 }
 
+/* Parse the Redis URL text, given at source (file: the file it was read
+ * from), into c->redis, or exit EX_USAGE naming the source. */
 static void
-parse_url_or_die(struct config *c, const char *text, const char *from)
+parse_url_or_die(struct config *c, const char *text, enum url_source source,
+    const char *file)
 {
-	char err[256];
+	char err[256], from[URL_SOURCE_MAX + 32];
+	int rc = url_parse(text, &c->redis, err, sizeof err);
 
-	if (url_parse(text, &c->redis, err, sizeof err) < 0)
-		die(EX_USAGE, "invalid Redis URL (from %s): %s", from, err);
+	c->redis.source = source;
+	snprintf(c->redis.source_file, sizeof c->redis.source_file, "%s",
+	    file ? file : "");
+	if (rc < 0)
+		die(EX_USAGE, "invalid Redis URL (from %s): %s; want "
+		    "redis://[[user]:password@]host[:port][/db] or "
+		    "unix://[[user]:password@]/path[?db=N] (aq(7) CONFIGURATION)",
+		    url_source_name(&c->redis, from, sizeof from), err);
 }
 
 static void
@@ -119,20 +129,21 @@ resolve_url(struct config *c)
 	const char *env_file = getenv("AQ_REDIS_URL_FILE");
 
 	if (c->url_flag && c->url_file_flag)
-		die(EX_USAGE, "give --redis-url or --redis-url-file, not both");
+		die_usage("give --redis-url or --redis-url-file, not both");
 	if (c->url_flag) {
-		parse_url_or_die(c, c->url_flag, "--redis-url");
+		parse_url_or_die(c, c->url_flag, URL_FROM_FLAG, NULL);
 	} else if (c->url_file_flag || (!(env_url && *env_url) && env_file && *env_file)) {
-		const char *from = c->url_file_flag ? "--redis-url-file" : "AQ_REDIS_URL_FILE";
-		char *text = read_url_file(c->url_file_flag ? c->url_file_flag : env_file,
-		    "Redis", from);
-		parse_url_or_die(c, text, from);
+		const char *path = c->url_file_flag ? c->url_file_flag : env_file;
+		char *text = read_url_file(path, "Redis",
+		    c->url_file_flag ? "--redis-url-file" : "AQ_REDIS_URL_FILE");
+		parse_url_or_die(c, text, c->url_file_flag ? URL_FROM_FLAG_FILE :
+		    URL_FROM_ENV_FILE, path);
 		explicit_bzero(text, strlen(text));
 		free(text);
 	} else if (env_url && *env_url) {
-		parse_url_or_die(c, env_url, "AQ_REDIS_URL");
+		parse_url_or_die(c, env_url, URL_FROM_ENV, NULL);
 	} else {
-		parse_url_or_die(c, CONFIG_DEFAULT_URL, "the default");
+		parse_url_or_die(c, CONFIG_DEFAULT_URL, URL_FROM_DEFAULT, NULL);
 	}
 }
 
@@ -140,10 +151,10 @@ void
 config_finish(struct config *c)
 {
 	if (!queue_valid(c->queue))
-		die(EX_USAGE, "invalid queue name '%.120s' (from %s): want 1 to %d "
+		die_usage("invalid queue name '%.120s' (from %s): want 1 to %d "
 		    "of A-Z a-z 0-9 . _ -", c->queue, c->queue_from, QUEUE_MAX);
 	if (!prefix_valid(c->prefix))
-		die(EX_USAGE, "invalid key prefix '%.80s' (from %s): want 1 to %d "
+		die_usage("invalid key prefix '%.80s' (from %s): want 1 to %d "
 		    "of A-Z a-z 0-9 . _ : -", c->prefix, c->prefix_from, PREFIX_MAX);
 	resolve_url(c);
 }
@@ -155,7 +166,7 @@ config_database(struct config *c)
 	const char *env_file = getenv("AQ_DATABASE_URL_FILE");
 
 	if (c->db_flag && c->db_file_flag)
-		die(EX_USAGE, "give --database-url or --database-url-file, not both");
+		die_usage("give --database-url or --database-url-file, not both");
 	if (c->db_flag) {
 		c->database_url = xstrdup(c->db_flag);
 		c->database_from = "--database-url";
@@ -195,7 +206,7 @@ option_int(const char *name, const char *arg, long lo, long hi)
 	errno = 0;
 	v = strtol(arg, &end, 10);
 	if (errno || end == arg || *end || v < lo || v > hi)
-		die(EX_USAGE, "invalid %s '%.40s': want a whole number from %ld to %ld",
+		die_usage("invalid %s '%.40s': want a whole number from %ld to %ld",
 		    name, arg, lo, hi);
 	return v;
 }
@@ -206,9 +217,91 @@ option_duration(const char *name, const char *arg, int zero_ok)
 	int64_t ms;
 
 	if (duration_parse(arg, &ms) < 0 || (ms == 0 && !zero_ok))
-		die(EX_USAGE, "invalid %s '%.40s': want a duration like 250ms, 30s, "
+		die_usage("invalid %s '%.40s': want a duration like 250ms, 30s, "
 		    "5m, 1h or plain seconds%s", name, arg, zero_ok ? "" : ", above zero");
 	return ms;
+}
+
+/* The long option of longopts that arg ("--name" or "--name=value")
+ * names, in full or by an unambiguous abbreviation, or NULL. */
+static const struct option *
+long_option(const struct option *longopts, const char *arg)
+{
+	const struct option *found = NULL;
+	int count = 0;
+	size_t n;
+
+	if (strncmp(arg, "--", 2) != 0)
+		return NULL;
+	arg += 2;
+	n = strcspn(arg, "=");
+	for (const struct option *o = longopts; o->name; o++) {
+		if (strncmp(o->name, arg, n) != 0)
+			continue;
+		if (strlen(o->name) == n)
+			return o;
+		found = o;
+		count++;
+	}
+	return count == 1 ? found : NULL;
+}
+
+/* The long options arg ("--pre" or "--pre=value") abbreviates, comma
+ * separated, into buf; returns how many. */
+static int
+abbreviated(const struct option *longopts, const char *arg, char *buf, size_t len)
+{
+	size_t n, used = 0;
+	int count = 0;
+
+	buf[0] = '\0';
+	if (strncmp(arg, "--", 2) != 0)
+		return 0;
+	arg += 2;
+	n = strcspn(arg, "=");
+	for (const struct option *o = longopts; o->name; o++) {
+		if (strncmp(o->name, arg, n) != 0)
+			continue;
+		int w = snprintf(buf + used, len - used, "%s--%s", count ? ", " : "",
+		    o->name);
+		if (w > 0 && (size_t)w < len - used)
+			used += (size_t)w;
+		count++;
+	}
+	return count;
+}
+
+void
+config_bad_option(int c, char **argv, const struct option *longopts,
+    void (*usage)(FILE *))
+{
+	/* getopt_long has moved optind past the option, except after an
+	 * unknown letter inside a cluster such as -xq */
+	const char *arg = optind > 0 ? argv[optind - 1] : "";
+	const struct option *o = long_option(longopts, arg);
+	const char *prog = log_progname();
+	char name[80], others[512];
+
+	if (o && (c == ':' || optopt == o->val))
+		snprintf(name, sizeof name, "--%s", o->name);
+	else if (optopt > 0 && optopt < 256)
+		snprintf(name, sizeof name, "-%c", optopt);
+	else
+		snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
+	if (c == ':')
+		fprintf(stderr, "%s: option '%s' needs a value; see '%s -h'\n",
+		    prog, name, prog);
+	else if (o && optopt == o->val && strchr(arg, '='))
+		fprintf(stderr, "%s: option '%s' takes no value; see '%s -h'\n",
+		    prog, name, prog);
+	else if (!o && abbreviated(longopts, arg, others, sizeof others) > 1)
+		fprintf(stderr, "%s: option '%s' is ambiguous: %s; see '%s -h'\n",
+		    prog, name, others, prog);
+	else
+		fprintf(stderr, "%s: unknown option '%s'; see '%s -h'\n", prog, name,
+		    prog);
+	usage(stderr);
+	exit(EX_USAGE);
 }
 
 /* Parse argv with the shared flags of longopts only. */
@@ -218,11 +311,10 @@ parse_only(struct config *c, int argc, char **argv, void (*usage)(FILE *),
 {
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "q:u:h", longopts, NULL)) != -1) {
-		if (!config_option(c, opt, optarg, usage)) {
-			usage(stderr);
-			exit(EX_USAGE);
-		}
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, CONFIG_OPTSTRING, longopts, NULL)) != -1) {
+		if (!config_option(c, opt, optarg, usage))
+			config_bad_option(opt, argv, longopts, usage);
 	}
 }
 

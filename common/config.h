@@ -87,6 +87,19 @@ void config_parse_shared(struct config *c, int argc, char **argv,
 void config_parse_ledger(struct config *c, int argc, char **argv,
     void (*usage)(FILE *));
 
+/* CONFIG_OPTSTRING: the short options every tool shares, after a ':' so
+ * that getopt_long reports a missing value (':') apart from an unknown
+ * option ('?') and prints nothing itself: config_bad_option does. */
+#define CONFIG_OPTSTRING ":q:u:h"
+
+/* config_bad_option: getopt_long returned c ('?' or ':', or a code the
+ * tool does not take) for the option just parsed: exit EX_USAGE with a
+ * message naming it ("unknown option '--bogus'", "option '--queue' needs
+ * a value", "option '--burst' takes no value"), the usage, and a pointer
+ * to -h. */
+void config_bad_option(int c, char **argv, const struct option *longopts,
+    void (*usage)(FILE *)) __attribute__((noreturn));
+
 /* option_int: the integer value of option name in [lo, hi], or exit
  * EX_USAGE naming the option and the range. */
 long option_int(const char *name, const char *arg, long lo, long hi);

@@ -14,8 +14,8 @@ idline_check_args(int argc, char **argv)
 {
 	for (int i = 0; i < argc; i++)
 		if (!id_valid(argv[i], strlen(argv[i])))
-			die(EX_USAGE, "argument %d: invalid id: want 1 to %d of "
-			    "A-Z a-z 0-9 . _ : @ / -", i + 1, ID_MAX);
+			die_usage("argument %d: invalid id '%.80s': want 1 to %d of "
+			    "A-Z a-z 0-9 . _ : @ / -", i + 1, argv[i], ID_MAX);
 }
 
 int

@@ -128,8 +128,13 @@ jsonl_each_idle(int fd, size_t max, jsonl_fn fn, jsonl_idle_fn idle, void *ctx,
 	for (;;) {
 		ssize_t got;
 		make_room(&r, rejected);
-		if (idle && would_block(fd))
-			idle(ctx);
+		if (fd >= 0 && would_block(fd)) {
+			if (idle)
+				idle(ctx);
+			/* a tool with stdout_watch ends in there when the reader
+			 * of its output goes away: all it read is done */
+			(void)wait_readable(fd, -1);
+		}
 		got = read(fd, r.buf + r.end, r.cap - r.end);
 		if (got < 0 && errno == EINTR)
 			continue;

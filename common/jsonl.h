@@ -26,7 +26,9 @@ int jsonl_each(int fd, size_t max, jsonl_fn fn, void *ctx,
 typedef void (*jsonl_idle_fn)(void *ctx);
 
 /* jsonl_each_idle: jsonl_each, calling idle (when not NULL) before each
- * read that would block. */
+ * read that would block; the wait for input is wait_readable's, so a tool
+ * that called stdout_watch ends there once the reader of its output has
+ * gone. */
 int jsonl_each_idle(int fd, size_t max, jsonl_fn fn, jsonl_idle_fn idle,
     void *ctx, unsigned long *rejected);
 

@@ -2,10 +2,12 @@
  * that name the server (password masked) and the reason. */
 #include "redis.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include "log.h"
@@ -18,11 +20,28 @@ tv_ms(int ms)
 	return tv;
 }
 
+/* Where the password goes, for the "what to do" of an authentication
+ * error: the URL's user info, with its forms, kept out of ps. */
+static void
+password_advice(const struct redis_url *u, const char *what, char *buf,
+    size_t len)
+{
+	char place[URL_SOURCE_MAX + 64];
+
+	snprintf(buf, len, "put %s in the URL of %s, as unix://%s@/path or "
+	    "redis://%s@host; a file named by --redis-url-file or "
+	    "AQ_REDIS_URL_FILE keeps it out of ps", what,
+	    url_source_fix(u, place, sizeof place),
+	    u->user[0] ? "user:password" : ":password",
+	    u->user[0] ? "user:password" : ":password");
+}
+
 /* AUTH [user] password, then SELECT db; 0 or -1 with err and *code. */
 static int
 authenticate_and_select(redisContext *c, const struct redis_url *u, char *err,
     size_t errlen, int *code)
 {
+	char advice[URL_SOURCE_MAX + 256], place[URL_SOURCE_MAX + 64];
 	redisReply *r;
 
 	if (u->password[0]) {
@@ -36,7 +55,23 @@ authenticate_and_select(redisContext *c, const struct redis_url *u, char *err,
 			return -1;
 		}
 		if (r->type == REDIS_REPLY_ERROR) {
-			snprintf(err, errlen, "authentication refused: %s", r->str);
+			/* the reply never holds the password: "<password>" */
+			if (strstr(r->str, "without any password configured")) {
+				snprintf(err, errlen, "the URL gives a password, but redis "
+				    "has none set (%s); drop it from the URL of %s, or "
+				    "give the server one (requirepass)", r->str,
+				    url_source_fix(u, place, sizeof place));
+			} else if (u->user[0]) {
+				password_advice(u, "the right user and password", advice,
+				    sizeof advice);
+				snprintf(err, errlen, "redis refused the password of user "
+				    "%s (%s); %s", u->user, r->str, advice);
+			} else {
+				password_advice(u, "the right password", advice,
+				    sizeof advice);
+				snprintf(err, errlen, "redis refused the password (%s); %s",
+				    r->str, advice);
+			}
 			*code = EX_NOPERM;
 			freeReplyObject(r);
 			return -1;
@@ -50,15 +85,53 @@ authenticate_and_select(redisContext *c, const struct redis_url *u, char *err,
 		return -1;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
-		int noauth = strncmp(r->str, "NOAUTH", 6) == 0;
-		snprintf(err, errlen, "%s%s", noauth ? "authentication required "
-		    "(give a password in the URL): " : "", r->str);
-		*code = noauth ? EX_NOPERM : EX_UNAVAILABLE;
+		if (strncmp(r->str, "NOAUTH", 6) == 0) {
+			password_advice(u, "the password", advice, sizeof advice);
+			snprintf(err, errlen, "redis wants a password and the URL gives "
+			    "none (%s); %s", r->str, advice);
+			*code = EX_NOPERM;
+		} else if (u->db) {
+			snprintf(err, errlen, "redis refused SELECT %d (%s); fix the "
+			    "database number in the URL of %s", u->db, r->str,
+			    url_source_fix(u, place, sizeof place));
+			*code = EX_UNAVAILABLE;
+		} else {
+			snprintf(err, errlen, "redis refused PING (%s)", r->str);
+			*code = EX_UNAVAILABLE;
+		}
 		freeReplyObject(r);
 		return -1;
 	}
 	freeReplyObject(r);
 	return 0;
+}
+
+/* Why a connection to u could not be made, from hiredis's reason, and what
+ * to do: for a unix socket, what the path holds tells more than errno. */
+static void
+explain_unreachable(const struct redis_url *u, const char *why, char *err,
+    size_t errlen)
+{
+	char place[URL_SOURCE_MAX + 64], detail[URL_PATH_MAX + 160] = "";
+	struct stat st;
+
+	if (u->is_unix) {
+		int exists = stat(u->path, &st) == 0;
+		if (!exists && errno == ENOENT)
+			snprintf(detail, sizeof detail, ": the socket %s does not exist",
+			    u->path);
+		else if (exists && !S_ISSOCK(st.st_mode))
+			snprintf(detail, sizeof detail, ": %s is not a socket", u->path);
+		else if (strcmp(why, strerror(EACCES)) == 0)
+			snprintf(detail, sizeof detail, ": this user may not use the "
+			    "socket (its mode, redis' unixsocketperm, or its directory's)");
+		else if (exists && strcmp(why, strerror(ECONNREFUSED)) == 0)
+			snprintf(detail, sizeof detail, ": nothing listens on the socket "
+			    "(left behind by a redis-server that stopped?)");
+	}
+	snprintf(err, errlen, "%s%s; is redis-server running there? if it runs "
+	    "elsewhere, give its URL in %s", why, detail,
+	    url_source_fix(u, place, sizeof place));
 }
 
 redisContext *
@@ -79,7 +152,7 @@ redis_try_connect(const struct redis_url *u, char *err, size_t errlen, int *code
 		return NULL;
 	}
 	if (c->err) {
-		snprintf(err, errlen, "%s", c->errstr);
+		explain_unreachable(u, c->errstr, err, errlen);
 		redisFree(c);
 		return NULL;
 	}
@@ -102,7 +175,7 @@ redis_retry_next(int backoff_ms)
 redisContext *
 redis_connect(const struct redis_url *u)
 {
-	char err[512], shown[1024];
+	char err[REDIS_ERR_MAX], shown[1024];
 	int code;
 	redisContext *c = redis_try_connect(u, err, sizeof err, &code);
 
@@ -145,4 +218,50 @@ redis_get_reply(redisContext *c, const struct redis_url *u, const char *doing)
 	if (redisGetReply(c, &r) != REDIS_OK || !r)
 		redis_die_io(c, u, doing);
 	return r;
+}
+
+int
+redis_await_reply(redisContext *c, void **reply, long long timeout_ms)
+{
+	void *aux = NULL;
+	int done = 0;
+
+	*reply = NULL;
+	if (redisGetReplyFromReader(c, &aux) != REDIS_OK)
+		return -1;
+	while (!aux) {
+		while (!done)
+			if (redisBufferWrite(c, &done) != REDIS_OK)
+				return -1;
+		int ready = wait_readable(c->fd, timeout_ms);
+		if (ready == 0)
+			return 1;
+		if (ready < 0) {
+			c->err = REDIS_ERR_IO;
+			snprintf(c->errstr, sizeof c->errstr, "%s", strerror(errno));
+			return -1;
+		}
+		if (redisBufferRead(c) != REDIS_OK ||
+		    redisGetReplyFromReader(c, &aux) != REDIS_OK)
+			return -1;
+	}
+	*reply = aux;
+	return 0;
+}
+
+redisReply *
+redis_command_await(redisContext *c, int argc, const char **argv,
+    long long timeout_ms)
+{
+	void *reply;
+	int rc;
+
+	if (redisAppendCommandArgv(c, argc, argv, NULL) != REDIS_OK)
+		return NULL;
+	if ((rc = redis_await_reply(c, &reply, timeout_ms)) == 1) {
+		c->err = REDIS_ERR_IO;
+		snprintf(c->errstr, sizeof c->errstr, "no reply to %s within %lld s",
+		    argv[0], timeout_ms / 1000);
+	}
+	return rc == 0 ? reply : NULL;
 }

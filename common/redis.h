@@ -11,6 +11,7 @@
 
 #define REDIS_CONNECT_TIMEOUT_MS 5000
 #define REDIS_COMMAND_TIMEOUT_MS 60000
+#define REDIS_ERR_MAX 1024 /* room for the reason and what to do */
 
 /* A lost connection is tried again after REDIS_RETRY_MIN_MS, then after
  * twice as long each time, up to REDIS_RETRY_MAX_MS (the worker's
@@ -22,13 +23,15 @@
 int redis_retry_next(int backoff_ms);
 
 /* redis_try_connect: connect to u, authenticate and select its database.
- * Returns the context, or NULL with the reason in err and *code set to
- * EX_UNAVAILABLE (cannot reach) or EX_NOPERM (authentication refused). */
+ * Returns the context, or NULL with *code set to EX_UNAVAILABLE (cannot
+ * reach) or EX_NOPERM (authentication refused) and in err (best
+ * REDIS_ERR_MAX bytes) the reason, then what to do ("is redis-server
+ * running there? ...", where the password goes), never the password. */
 redisContext *redis_try_connect(const struct redis_url *u, char *err,
     size_t errlen, int *code);
 
 /* redis_connect: redis_try_connect, or exit with its code and the message
- * "cannot connect to redis at URL: reason". */
+ * "cannot connect to redis at URL: reason; what to do". */
 redisContext *redis_connect(const struct redis_url *u);
 
 /* redis_die_io: exit EX_UNAVAILABLE for a connection that failed mid-work
@@ -46,5 +49,19 @@ redisReply *redis_command_ok(redisContext *c, const struct redis_url *u,
  * redis_die_io on a dead connection). */
 redisReply *redis_get_reply(redisContext *c, const struct redis_url *u,
     const char *doing);
+
+/* redis_await_reply: the next reply, as redisGetReply gives it (what was
+ * appended is sent first), but waiting at most timeout_ms (< 0: no limit)
+ * with wait_readable, so that a tool that called stdout_watch ends when
+ * its reader goes away. 0 with *reply; 1 when the time ran out (c stays
+ * usable); -1 when the connection failed (c->err). */
+int redis_await_reply(redisContext *c, void **reply, long long timeout_ms);
+
+/* redis_command_await: redisCommandArgv through redis_await_reply, for a
+ * command that blocks (XREAD BLOCK): the reply, or NULL when the
+ * connection failed or no reply came within timeout_ms (c->err says
+ * which; c is then to be freed). */
+redisReply *redis_command_await(redisContext *c, int argc, const char **argv,
+    long long timeout_ms);
 
 #endif

@@ -260,6 +260,52 @@ url_display(const struct redis_url *u, char *buf, size_t len)
 	return buf;
 }
 
+char *
+url_source_name(const struct redis_url *u, char *buf, size_t len)
+{
+	switch (u->source) {
+	case URL_FROM_FLAG:
+		snprintf(buf, len, "--redis-url");
+		break;
+	case URL_FROM_FLAG_FILE:
+		snprintf(buf, len, "--redis-url-file %s", u->source_file);
+		break;
+	case URL_FROM_ENV:
+		snprintf(buf, len, "AQ_REDIS_URL");
+		break;
+	case URL_FROM_ENV_FILE:
+		snprintf(buf, len, "AQ_REDIS_URL_FILE %s", u->source_file);
+		break;
+	default:
+		snprintf(buf, len, "the default");
+		break;
+	}
+	return buf;
+}
+
+char *
+url_source_fix(const struct redis_url *u, char *buf, size_t len)
+{
+	switch (u->source) {
+	case URL_FROM_FLAG:
+		snprintf(buf, len, "--redis-url");
+		break;
+	case URL_FROM_FLAG_FILE:
+		snprintf(buf, len, "the file %s (--redis-url-file)", u->source_file);
+		break;
+	case URL_FROM_ENV:
+		snprintf(buf, len, "AQ_REDIS_URL");
+		break;
+	case URL_FROM_ENV_FILE:
+		snprintf(buf, len, "the file %s (AQ_REDIS_URL_FILE)", u->source_file);
+		break;
+	default:
+		snprintf(buf, len, "AQ_REDIS_URL or --redis-url");
+		break;
+	}
+	return buf;
+}
+
 void
 url_forget(struct redis_url *u)
 {

@@ -8,6 +8,16 @@
 #define URL_HOST_MAX 256
 #define URL_PATH_MAX 108 /* sizeof(sun_path) */
 #define URL_SECRET_MAX 512
+#define URL_SOURCE_MAX 256
+
+/* Where a URL was given, for the advice of messages (set by config). */
+enum url_source {
+	URL_FROM_DEFAULT,             /* none given: redis://127.0.0.1:6379 */
+	URL_FROM_FLAG,                /* --redis-url */
+	URL_FROM_FLAG_FILE,           /* --redis-url-file PATH */
+	URL_FROM_ENV,                 /* AQ_REDIS_URL */
+	URL_FROM_ENV_FILE             /* AQ_REDIS_URL_FILE=PATH */
+};
 
 struct redis_url {
 	int is_unix;                  /* 1: path is set; 0: host and port */
@@ -17,6 +27,8 @@ struct redis_url {
 	char user[URL_SECRET_MAX];    /* ACL user; empty: the default user */
 	char password[URL_SECRET_MAX];/* empty: no AUTH */
 	int db;                       /* SELECT this when non-zero, 0..65535 */
+	enum url_source source;       /* not set by url_parse: by its caller */
+	char source_file[URL_SOURCE_MAX]; /* the file, for the _FILE sources */
 };
 
 /* url_parse: fill *u from text; on failure return -1 and put the reason in
@@ -26,6 +38,17 @@ int url_parse(const char *text, struct redis_url *u, char *err, size_t errlen);
 /* url_display: write u as a URL with the password replaced by "***", for
  * messages; returns buf. */
 char *url_display(const struct redis_url *u, char *buf, size_t len);
+
+/* url_source_name: where u was given, for messages: "--redis-url",
+ * "AQ_REDIS_URL", "--redis-url-file PATH", "AQ_REDIS_URL_FILE PATH" or
+ * "the default"; returns buf. */
+char *url_source_name(const struct redis_url *u, char *buf, size_t len);
+
+/* url_source_fix: where a user puts the right URL instead, for the "what
+ * to do" of messages: "--redis-url", "AQ_REDIS_URL", "the file PATH
+ * (--redis-url-file)", or "AQ_REDIS_URL or --redis-url" for the default;
+ * returns buf. */
+char *url_source_fix(const struct redis_url *u, char *buf, size_t len);
 
 /* url_forget: wipe the secrets of u (explicit_bzero). */
 void url_forget(struct redis_url *u);

@@ -162,7 +162,7 @@ read_log_entries(struct waiter *w, const redisReply *entries)
 static int
 reconnect(struct waiter *w, long long deadline, const char *why)
 {
-	char err[512], shown[1024];
+	char err[REDIS_ERR_MAX], shown[1024];
 	int code, backoff = REDIS_RETRY_MIN_MS;
 	redisContext *c;
 
@@ -207,7 +207,9 @@ waiter_wait(struct waiter *w, long long timeout_ms)
 		snprintf(block, sizeof block, "%lld", left < QUIET_MS ? left : QUIET_MS);
 		const char *argv[] = {"XREAD", "COUNT", "1000", "BLOCK", block,
 		    "STREAMS", w->keys->log, w->after};
-		redisReply *r = redisCommandArgv(*w->cp, 8, argv, NULL);
+		/* nobody reads the outcomes any more (stdout_watch): end */
+		redisReply *r = redis_command_await(*w->cp, 8, argv,
+		    (left < QUIET_MS ? left : QUIET_MS) + REDIS_COMMAND_TIMEOUT_MS);
 		int lost = !r;
 		if (r && r->type == REDIS_REPLY_ERROR)
 			die(EX_UNAVAILABLE, "redis refused XREAD while waiting for jobs: %s",

@@ -450,7 +450,7 @@ setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 	rcli acl setuser alice on '>s3cret' '~*' '&*' '+@all' >/dev/null
 	run aq-enqueue -u "unix://alice:wrong@$REDIS_SOCK" '{}'
 	assert_failure 77
-	assert_output --partial 'authentication refused'
+	assert_output --partial 'redis refused the password of user alice'
 	refute_output --partial wrong@
 	run aq-enqueue -u "unix://alice:s3cret@$REDIS_SOCK" '{}'
 	assert_success
@@ -461,7 +461,7 @@ setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 	rcli config set requirepass 'p@ss:word' >/dev/null
 	run aq-enqueue '{}'
 	assert_failure 77
-	assert_output --partial 'authentication required'
+	assert_output --partial 'redis wants a password and the URL gives none'
 	run aq-enqueue -u "unix://:p%40ss%3Aword@$REDIS_SOCK" '{}'
 	assert_success
 	redis-cli -s "$REDIS_SOCK" --no-auth-warning -a 'p@ss:word' config set requirepass '' >/dev/null

@@ -142,6 +142,7 @@ main(int argc, char **argv)
 	config_init(&s.cfg);
 	config_parse_shared(&s.cfg, argc, argv, usage);
 	config_finish(&s.cfg);
+	stdout_watch();
 	argc -= optind;
 	argv += optind;
 	idline_check_args(argc, argv);

@@ -487,7 +487,8 @@ check_arguments(char **args, int n)
 		}
 	}
 	if (bad)
-		die(EX_DATAERR, "nothing enqueued: fix the payload arguments");
+		die(EX_DATAERR, "nothing enqueued: each payload argument is one "
+		    "JSON value; quote a string twice, as '\"text\"' in a shell");
 }
 
 static void
@@ -509,13 +510,14 @@ parse_options(struct enqueuer *e, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "q:u:h", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, CONFIG_OPTSTRING, longopts, NULL)) != -1) {
 		if (config_option(&e->cfg, c, optarg, usage))
 			continue;
 		switch (c) {
 		case OPT_ID:
 			if (!id_valid(optarg, strlen(optarg)))
-				die(EX_USAGE, "invalid --id: want 1 to %d of "
+				die_usage("invalid --id: want 1 to %d of "
 				    "A-Z a-z 0-9 . _ : @ / -", ID_MAX);
 			e->fixed_id = optarg;
 			break;
@@ -528,7 +530,7 @@ parse_options(struct enqueuer *e, int argc, char **argv)
 			break;
 		case OPT_RUN_AT:
 			if (time_parse(optarg, &e->opt.run_at_ms) < 0)
-				die(EX_USAGE, "invalid --run-at: want RFC 3339 "
+				die_usage("invalid --run-at: want RFC 3339 "
 				    "(2026-11-23T09:00:00Z) or epoch seconds");
 			break;
 		case OPT_MAX_ATTEMPTS:
@@ -545,14 +547,13 @@ parse_options(struct enqueuer *e, int argc, char **argv)
 			e->wait_timeout_ms = option_duration("--wait-timeout", optarg, 1);
 			break;
 		default:
-			usage(stderr);
-			exit(EX_USAGE);
+			config_bad_option(c, argv, longopts, usage);
 		}
 	}
 	if (e->opt.delay_ms >= 0 && e->opt.run_at_ms >= 0)
-		die(EX_USAGE, "give --delay or --run-at, not both");
+		die_usage("give --delay or --run-at, not both");
 	if (e->wait_timeout_ms >= 0 && !e->wait)
-		die(EX_USAGE, "--wait-timeout goes with --wait");
+		die_usage("--wait-timeout goes with --wait");
 }
 
 /* The per-job script arguments shared by every job of this run. */
@@ -629,11 +630,12 @@ main(int argc, char **argv)
 	job_options_init(&e.opt);
 	parse_options(&e, argc, argv);
 	config_finish(&e.cfg);
+	stdout_watch();
 	ledger_config(&e.cfg);
 	argc -= optind;
 	argv += optind;
 	if (e.fixed_id && argc > 1)
-		die(EX_USAGE, "--id names one job: give one payload argument");
+		die_usage("--id names one job: give one payload argument");
 	check_arguments(argv, argc);
 	keys_init(&e.keys, e.cfg.prefix, e.cfg.queue);
 	format_options(&e);

@@ -60,14 +60,14 @@ struct health {
 	int ledger_up;
 	double ledger_latency_ms;
 	int reachable;
-	char why[512];               /* when not reachable */
+	char why[REDIS_ERR_MAX];     /* when not reachable */
 	double latency_ms;
 	char version[32];
 	long long used_memory;
 	struct figures *fig;
 	int nfig;
 	enum level level;
-	char alerts[ALERTS_MAX][256];
+	char alerts[ALERTS_MAX][REDIS_ERR_MAX + 256];
 	int nalerts;
 	struct jbuf out;
 };
@@ -131,7 +131,7 @@ info_number(const char *info, const char *field)
 static void
 check_redis(struct health *h)
 {
-	char err[512];
+	char err[REDIS_ERR_MAX];
 	int code;
 	double t0;
 	const char *ping[] = {"PING"}, *info[] = {"INFO", "server"}, *mem[] = {"INFO", "memory"};
@@ -653,12 +653,14 @@ parse_options(struct health *h, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "q:u:h", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, CONFIG_OPTSTRING, longopts, NULL)) != -1) {
 		if (c == 'q') {
 			if (!queue_valid(optarg))
-				die(EX_USAGE, "invalid queue name '%.120s'", optarg);
+				die_usage("invalid queue name '%.120s': want 1 to %d "
+				    "of A-Z a-z 0-9 . _ -", optarg, QUEUE_MAX);
 			if (h->nqueues == QUEUES_MAX)
-				die(EX_USAGE, "too many -q: at most %d", QUEUES_MAX);
+				die_usage("too many -q: at most %d", QUEUES_MAX);
 			h->queues[h->nqueues++] = optarg;
 			continue;
 		}
@@ -676,12 +678,11 @@ parse_options(struct health *h, int argc, char **argv)
 		case OPT_WARN_ARCHIVE_LAG: h->archive_lag.warn = option_int("--warn-archive-lag", optarg, 0, 1L << 40); break;
 		case OPT_CRIT_ARCHIVE_LAG: h->archive_lag.crit = option_int("--crit-archive-lag", optarg, 0, 1L << 40); break;
 		default:
-			usage(stderr);
-			exit(EX_USAGE);
+			config_bad_option(c, argv, longopts, usage);
 		}
 	}
 	if (optind < argc)
-		die(EX_USAGE, "unexpected argument '%.80s'", argv[optind]);
+		die_usage("unexpected argument '%.80s'", argv[optind]);
 }
 
 static void
@@ -733,6 +734,7 @@ main(int argc, char **argv)
 	config_init(&h.cfg);
 	parse_options(&h, argc, argv);
 	config_finish(&h.cfg);
+	stdout_watch();
 	ledger_config(&h.cfg);
 	given = h.nqueues > 0;
 	check_redis(&h);

@@ -120,22 +120,21 @@ parse_options(struct publisher *p, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "q:u:h", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, CONFIG_OPTSTRING, longopts, NULL)) != -1) {
 		if (config_option(&p->cfg, c, optarg, usage))
 			continue;
-		if (c != OPT_JOB) {
-			usage(stderr);
-			exit(EX_USAGE);
-		}
+		if (c != OPT_JOB)
+			config_bad_option(c, argv, longopts, usage);
 		if (!id_valid(optarg, strlen(optarg)))
-			die(EX_USAGE, "invalid --job id: want 1 to %d of "
+			die_usage("invalid --job id: want 1 to %d of "
 			    "A-Z a-z 0-9 . _ : @ / -", ID_MAX);
 		p->job = optarg;
 	}
 	if (p->job ? optind != argc : optind != argc - 1)
-		die(EX_USAGE, "give one channel, or --job ID");
+		die_usage("give one channel, or --job ID");
 	if (!p->job && !id_valid(argv[optind], strlen(argv[optind])))
-		die(EX_USAGE, "invalid channel name '%.80s': want 1 to %d of "
+		die_usage("invalid channel name '%.80s': want 1 to %d of "
 		    "A-Z a-z 0-9 . _ : @ / -", argv[optind], ID_MAX);
 }
 

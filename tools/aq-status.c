@@ -151,6 +151,7 @@ main(int argc, char **argv)
 	config_init(&s.cfg);
 	config_parse_ledger(&s.cfg, argc, argv, usage);
 	config_finish(&s.cfg);
+	stdout_watch();
 	ledger_config(&s.cfg);
 	argc -= optind;
 	argv += optind;

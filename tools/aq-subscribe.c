@@ -87,7 +87,7 @@ done_counting(const struct subscriber *s)
 static void
 connect_retrying(struct subscriber *s, int first)
 {
-	char err[512], shown[1024];
+	char err[REDIS_ERR_MAX], shown[1024];
 	int code, backoff = REDIS_RETRY_MIN_MS;
 
 	for (;;) {
@@ -99,7 +99,7 @@ connect_retrying(struct subscriber *s, int first)
 			    url_display(&s->cfg.redis, shown, sizeof shown), err);
 		if (s->deadline_ms && time_left(s, 1) == 0)
 			die(EX_TEMPFAIL, "timed out while redis was unreachable");
-		usleep((useconds_t)backoff * 1000);
+		wait_readable(-1, backoff);
 		backoff = redis_retry_next(backoff);
 	}
 }
@@ -175,13 +175,15 @@ follow_channels(struct subscriber *s)
 	subscribe_all(s);
 	while (!done_counting(s)) {
 		/* with --timeout, read for what is left of it; else block */
-		long long left = s->deadline_ms ? time_left(s, s->deadline_ms) : 0;
-		struct timeval tv = {left / 1000, (left % 1000) * 1000};
+		long long left = s->deadline_ms ? time_left(s, s->deadline_ms) : -1;
 		void *reply = NULL;
+		int got;
 		if (s->deadline_ms && left == 0)
 			return EX_TEMPFAIL;
-		redisSetTimeout(s->redis, tv); /* 0: wait as long as it takes */
-		if (redisGetReply(s->redis, &reply) != REDIS_OK) {
+		/* no reader of stdout any more (| head -1): it ends in there */
+		if ((got = redis_await_reply(s->redis, &reply, left)) == 1)
+			return EX_TEMPFAIL;
+		if (got < 0) {
 			if (s->deadline_ms && time_left(s, 1) == 0)
 				return EX_TEMPFAIL;
 			lost_connection(s, "; messages published meanwhile are lost");
@@ -611,7 +613,7 @@ follow_job(struct subscriber *s)
 				long long nap = time_left(s, 1000);
 				if (s->deadline_ms && nap == 0)
 					return EX_TEMPFAIL;
-				usleep((useconds_t)nap * 1000);
+				wait_readable(-1, nap);
 				continue; /* until aq-sweep has put it back */
 			}
 			check = 0;
@@ -628,7 +630,8 @@ follow_job(struct subscriber *s)
 		snprintf(block, sizeof block, "%lld", left);
 		const char *argv[] = {"XREAD", "COUNT", READ_COUNT, "BLOCK", block,
 		    "STREAMS", events, s->keys.log, s->after, logid};
-		redisReply *r = redisCommandArgv(s->redis, 10, argv, NULL);
+		redisReply *r = redis_command_await(s->redis, 10, argv,
+		    left + REDIS_COMMAND_TIMEOUT_MS);
 		if (!r)
 			goto reconnect;
 		/* events are printed by the next drain; the status is looked at
@@ -662,7 +665,8 @@ follow_log(struct subscriber *s)
 		snprintf(block, sizeof block, "%lld", left);
 		const char *argv[] = {"XREAD", "COUNT", READ_COUNT, "BLOCK", block,
 		    "STREAMS", s->keys.log, s->after};
-		redisReply *r = redisCommandArgv(s->redis, 8, argv, NULL);
+		redisReply *r = redis_command_await(s->redis, 8, argv,
+		    left + REDIS_COMMAND_TIMEOUT_MS);
 		if (!r) {
 			lost_connection(s, "");
 			continue;
@@ -724,7 +728,8 @@ parse_options(struct subscriber *s, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "q:u:h", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, CONFIG_OPTSTRING, longopts, NULL)) != -1) {
 		if (config_option(&s->cfg, c, optarg, usage))
 			continue;
 		switch (c) {
@@ -733,7 +738,7 @@ parse_options(struct subscriber *s, int argc, char **argv)
 			break;
 		case OPT_JOB:
 			if (!id_valid(optarg, strlen(optarg)))
-				die(EX_USAGE, "invalid --job id: want 1 to %d of "
+				die_usage("invalid --job id: want 1 to %d of "
 				    "A-Z a-z 0-9 . _ : @ / -", ID_MAX);
 			s->job = optarg;
 			break;
@@ -742,7 +747,7 @@ parse_options(struct subscriber *s, int argc, char **argv)
 			break;
 		case OPT_AFTER:
 			if (!stream_id_valid(optarg))
-				die(EX_USAGE, "invalid --after '%.60s': want a stream id "
+				die_usage("invalid --after '%.60s': want a stream id "
 				    "like 1795000000000-0", optarg);
 			snprintf(s->after, sizeof s->after, "%s", optarg);
 			break;
@@ -753,19 +758,18 @@ parse_options(struct subscriber *s, int argc, char **argv)
 			s->deadline_ms = clock_mono_ms() + option_duration("--timeout", optarg, 0);
 			break;
 		default:
-			usage(stderr);
-			exit(EX_USAGE);
+			config_bad_option(c, argv, longopts, usage);
 		}
 	}
 	s->channels = argv + optind;
 	s->nchannels = argc - optind;
 	if ((s->job != NULL) + s->follow_queue + (s->nchannels > 0) != 1)
-		die(EX_USAGE, "give channels, --job ID, or --queue-log (one of them)");
+		die_usage("give channels, --job ID, or --queue-log (one of them)");
 	if (s->after[0] && !s->job && !s->follow_queue)
-		die(EX_USAGE, "--after goes with --job or --queue-log");
+		die_usage("--after goes with --job or --queue-log");
 	for (int i = 0; i < s->nchannels; i++)
 		if (!channel_valid(s->channels[i], s->pattern))
-			die(EX_USAGE, "invalid channel name '%.80s': want 1 to %d of "
+			die_usage("invalid channel name '%.80s': want 1 to %d of "
 			    "A-Z a-z 0-9 . _ : @ / -%s", s->channels[i], ID_MAX,
 			    s->pattern ? " and * ? [ ] ^" : "");
 }
@@ -780,6 +784,7 @@ main(int argc, char **argv)
 	config_init(&s.cfg);
 	parse_options(&s, argc, argv);
 	config_finish(&s.cfg);
+	stdout_watch();
 	if (s.job)
 		ledger_config(&s.cfg);
 	keys_init(&s.keys, s.cfg.prefix, s.cfg.queue);

@@ -4,8 +4,6 @@
  * line per action, once or --every DURATION. */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -350,7 +348,7 @@ open_ledger(struct sweeper *s)
 static int
 sweep_pass(struct sweeper *s)
 {
-	char err[512], shown[1024];
+	char err[REDIS_ERR_MAX], shown[1024];
 	int code, rc = 0;
 
 	if (!s->redis) {
@@ -391,11 +389,11 @@ sweep_pass(struct sweeper *s)
 static void
 sleep_ms(long long ms)
 {
-	struct pollfd p = {.fd = stop_pipe[0], .events = POLLIN};
 	long long until = clock_mono_ms() + ms, left;
 
+	/* ... or until the reader of its output went away (stdout_watch) */
 	while (!stop_requested && (left = until - clock_mono_ms()) > 0)
-		if (poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left) > 0)
+		if (wait_readable(stop_pipe[0], left) > 0)
 			break;
 }
 
@@ -403,10 +401,10 @@ static void
 add_queue(struct sweeper *s, const char *q)
 {
 	if (!queue_valid(q))
-		die(EX_USAGE, "invalid queue name '%.120s': want 1 to %d of "
+		die_usage("invalid queue name '%.120s': want 1 to %d of "
 		    "A-Z a-z 0-9 . _ -", q, QUEUE_MAX);
 	if (s->nqueues == QUEUES_MAX)
-		die(EX_USAGE, "too many -q: at most %d", QUEUES_MAX);
+		die_usage("too many -q: at most %d", QUEUES_MAX);
 	s->queues[s->nqueues++] = q;
 }
 
@@ -426,7 +424,8 @@ parse_options(struct sweeper *s, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "q:u:h", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, CONFIG_OPTSTRING, longopts, NULL)) != -1) {
 		if (c == 'q') { /* repeatable here: several queues */
 			add_queue(s, optarg);
 			continue;
@@ -453,12 +452,11 @@ parse_options(struct sweeper *s, int argc, char **argv)
 			s->restore_grace_ms = option_duration("--restore-grace", optarg, 1);
 			break;
 		default:
-			usage(stderr);
-			exit(EX_USAGE);
+			config_bad_option(c, argv, longopts, usage);
 		}
 	}
 	if (optind < argc)
-		die(EX_USAGE, "unexpected argument '%.80s'", argv[optind]);
+		die_usage("unexpected argument '%.80s'", argv[optind]);
 }
 
 /* The exit status of a single pass (sysexits). */
@@ -488,6 +486,7 @@ main(int argc, char **argv)
 	config_init(&s.cfg);
 	parse_options(&s, argc, argv);
 	config_finish(&s.cfg);
+	stdout_watch();
 	ledger_config(&s.cfg);
 	s.archiver = (struct archiver){.url = &s.cfg.redis, .ledger = &s.ledger,
 	    .prefix = s.cfg.prefix, .batch = s.batch,

@@ -1,11 +1,13 @@
 /* aq-worker: run any program as a reliable worker: aq-worker -- CMD ARGS
  * runs CMD once per job of the queue, with leases, retries, timeouts,
  * cancellation and graceful shutdown. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -53,8 +55,9 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 	};
 	int c;
 
+	opterr = 0;
 	/* "+": options after the command belong to the command */
-	while ((c = getopt_long(argc, argv, "+q:u:hc:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+" CONFIG_OPTSTRING "c:", longopts, NULL)) != -1) {
 		if (config_option(cfg, c, optarg, usage))
 			continue;
 		switch (c) {
@@ -65,7 +68,7 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 		case OPT_LEASE:
 			o->lease_ms = option_duration("--lease", optarg, 0);
 			if (o->lease_ms < 1000)
-				die(EX_USAGE, "invalid --lease '%s': want 1s or more", optarg);
+				die_usage("invalid --lease '%s': want 1s or more", optarg);
 			break;
 		case OPT_GRACE:
 			o->grace_ms = option_duration("--grace", optarg, 1);
@@ -92,8 +95,7 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 			o->prefetch = (int)option_int("--prefetch", optarg, 0, CONCURRENCY_MAX);
 			break;
 		default:
-			usage(stderr);
-			exit(EX_USAGE);
+			config_bad_option(c, argv, longopts, usage);
 		}
 	}
 }
@@ -110,7 +112,7 @@ resolve_worker_id(const char *given)
 		given = env;
 	if (given) {
 		if (!id_valid(given, strlen(given)))
-			die(EX_USAGE, "invalid worker id '%.80s': want 1 to %d of "
+			die_usage("invalid worker id '%.80s': want 1 to %d of "
 			    "A-Z a-z 0-9 . _ : @ / -", given, ID_MAX);
 		return given;
 	}
@@ -120,6 +122,53 @@ resolve_worker_id(const char *given)
 	return id;
 }
 
+/* The handler command cannot be run (errno says why): exit EX_USAGE,
+ * before anything is claimed, saying what to do. */
+static void
+die_cannot_run(const char *cmd)
+{
+	int e = errno;
+	const char *why = strerror(e);
+	char cwd[512];
+	struct stat st;
+
+	if (e == ENOENT && !strchr(cmd, '/'))
+		die(EX_USAGE, "cannot run %s: %s: no %s in any directory of PATH; "
+		    "give its path (./%s), or add its directory to PATH", cmd, why,
+		    cmd, cmd);
+	if (e == ENOENT)
+		die(EX_USAGE, "cannot run %s: %s; give the path of the handler "
+		    "after -- (a relative one starts from %s)", cmd, why,
+		    getcwd(cwd, sizeof cwd) ? cwd : "the current directory");
+	if (e == EISDIR)
+		die(EX_USAGE, "cannot run %s: %s; give the handler's file, not a "
+		    "directory", cmd, why);
+	if (e == EACCES && stat(cmd, &st) == 0 && !S_ISREG(st.st_mode))
+		die(EX_USAGE, "cannot run %s: %s: not a regular file; give the "
+		    "handler's file", cmd, why);
+	if (e == EACCES && stat(cmd, &st) == 0)
+		die(EX_USAGE, "cannot run %s: %s: it is not executable; make it so "
+		    "(chmod +x %s), or give its interpreter first (-- sh %s)", cmd,
+		    why, cmd, cmd);
+	die(EX_USAGE, "cannot run %s: %s", cmd, why);
+}
+
+/* The #! line of the handler names an interpreter that cannot be run
+ * (errno says why): exit EX_USAGE, as the kernel would fail every job. */
+static void
+die_bad_interpreter(const char *cmd, const char *interp)
+{
+	const char *why = strerror(errno);
+	size_t n = strlen(interp);
+
+	if (n > 0 && interp[n - 1] == '\r')
+		die(EX_USAGE, "cannot run %s: its #! line names %.*s followed by a "
+		    "carriage return: the file has CRLF line ends; convert them "
+		    "(sed -i 's/\\r$//' %s)", cmd, (int)n - 1, interp, cmd);
+	die(EX_USAGE, "cannot run %s: its #! line names %s: %s; fix that line, "
+	    "or give an interpreter first (-- sh %s)", cmd, interp, why, cmd);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -127,6 +176,7 @@ main(int argc, char **argv)
 	struct worker_options o = {.concurrency = 1, .lease_ms = 30000,
 	    .grace_ms = 10000, .backoff_ms = 1000, .prefetch = -1};
 	redisContext *probe;
+	char interp[256];
 
 	log_init(argv[0]);
 	config_init(&cfg);
@@ -136,10 +186,12 @@ main(int argc, char **argv)
 		o.prefetch = o.lines ? (o.concurrency * 2 > 16 ? o.concurrency * 2 : 16) :
 		    o.concurrency;
 	if (optind >= argc)
-		die(EX_USAGE, "no command to run: aq-worker [options] -- command [argument ...]");
+		die_usage("no command to run: aq-worker [options] -- command [argument ...]");
 	o.argv = argv + optind;
 	if (child_find_command(o.argv[0]) < 0)
-		die(EX_USAGE, "cannot run %s:", o.argv[0]);
+		die_cannot_run(o.argv[0]);
+	if (child_check_interpreter(o.argv[0], interp, sizeof interp) < 0)
+		die_bad_interpreter(o.argv[0], interp);
 	o.cfg = &cfg;
 	o.worker_id = resolve_worker_id(o.worker_id);
 
