@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,12 +17,28 @@
 
 static const char *progname = "aq";
 
+/* A tool started with stdin, stdout or stderr closed (`>&-`) gets
+ * /dev/null there: else the first socket it opens (Redis's) would take the
+ * number, and its output lines would go into the Redis protocol. */
+static void
+open_standard_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		int nul = open("/dev/null", O_RDWR);
+		if (nul >= 0 && nul != fd) /* the lowest free number: fd itself */
+			close(nul);
+	}
+}
+
 void
 log_init(const char *name)
 {
 	const char *slash = strrchr(name, '/');
 
 	progname = slash ? slash + 1 : name;
+	open_standard_fds();
 }
 
 const char *

@@ -75,29 +75,35 @@ apply_verdicts(struct worker *w, const struct work_call *c, const redisReply *ve
 	reports_drop(w, c->seqs, c->nreports);
 }
 
+/* Start a (taken off the list already) on s. */
 static void
-start_ahead(struct slot *s, struct ahead *a)
+start_ahead(struct slot *s, struct ahead a)
 {
 	struct worker *w = s->w;
 
 	if (++w->claimed >= w->o->max_jobs && w->o->max_jobs > 0)
 		worker_no_more_work(w);
-	slot_start(s, a->id, a->token, a->payload, a->payload_len, a->attempt,
-	    a->max_attempts, a->timeout_ms, a->renewed_at);
-	free(a->payload);
+	slot_start(s, a.id, a.token, a.payload, a.payload_len, a.attempt,
+	    a.max_attempts, a.timeout_ms, a.renewed_at);
+	free(a.payload);
 }
 
-/* Start the jobs claimed ahead on the free slots, oldest first. */
+/*
+ * Start the jobs claimed ahead on the free slots, oldest first. Each is
+ * taken off the list before it starts: a job whose command cannot be run
+ * ends inside slot_start, and the slot it frees calls this again.
+ */
 void
 start_ahead_jobs(struct worker *w)
 {
-	size_t k = 0;
 	struct slot *s;
 
-	while (k < w->nahead && (s = free_slot(w)))
-		start_ahead(s, &w->ahead[k++]);
-	memmove(w->ahead, w->ahead + k, (w->nahead - k) * sizeof *w->ahead);
-	w->nahead -= k;
+	while (w->nahead > 0 && (s = free_slot(w))) {
+		struct ahead a = w->ahead[0];
+		memmove(w->ahead, w->ahead + 1, (w->nahead - 1) * sizeof *w->ahead);
+		w->nahead--;
+		start_ahead(s, a);
+	}
 }
 
 /* The claimed jobs of a work reply: each CLAIM_FIELDS values (id, payload,

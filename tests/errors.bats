@@ -386,6 +386,16 @@ ended_quietly() {
 
 # ---- 5. bad options ---------------------------------------------------------
 
+@test "started with stdout or stdin closed (>&-, <&-), a tool writes nothing into Redis's connection" {
+	run aq-enqueue -q fd '{"a":1}' >&-
+	assert_success
+	assert_equal "$(rcli zcard 'aq:{fd}:wait')" 1
+	id=$(rcli zrange 'aq:{fd}:wait' 0 0)
+	aq-status -q fd "$id" >&- 2>err || fail "aq-status >&- failed: $(cat err)"
+	aq-cancel -q fd "$id" >&- <&- 2>err || fail "aq-cancel >&- <&- failed: $(cat err)"
+	assert_equal "$(aq-status -q fd "$id" | jq -r .status)" cancelled
+}
+
 @test "an unknown option: every tool exits 64 naming it, with the usage and a pointer to -h" {
 	for tool in "${TOOLS[@]}"; do
 		try "$tool" --bogus

@@ -137,3 +137,18 @@ setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 	run aq-status --nope
 	assert_failure 64
 }
+
+@test "ids arriving slowly are answered as they arrive, not at the end of input (tail -f ids | aq-status)" {
+	aq-enqueue --id slow1 '{}' >/dev/null
+	aq-enqueue --id slow2 '{}' >/dev/null
+	mkfifo ids
+	aq-status <ids >out 2>err &
+	exec 7>ids
+	echo slow1 >&7
+	wait_for 100 grep -q '"id":"slow1"' out
+	echo slow2 >&7
+	wait_for 100 grep -q '"id":"slow2"' out
+	exec 7>&-
+	wait
+	assert_equal "$(wc -l <out)" 2
+}

@@ -295,6 +295,23 @@ field() { # field QUEUE ID JQ-FILTER
 	assert_equal "$(rcli zcard 'aq:{bad}:wait')" 1
 }
 
+@test "a command that can no longer be run once the worker runs fails each attempt once, retried with backoff, and the worker goes on" {
+	cp /bin/sh interp
+	printf '#!%s\necho hi\n' "$PWD/interp" >h
+	chmod +x h
+	start_worker w -q gone -c 2 --backoff 50ms -- ./h
+	wait_for 100 grep -q 'running ./h' worker.w.err
+	rm interp
+	seq 3 | jq -c '{n: .}' | aq-enqueue -q gone --max-attempts 2 >enq
+	for id in $(jq -r .id enq); do wait_for 100 job_is gone "$id" failed; done
+	stop_worker w
+	assert_equal "$(cat worker.w.rc)" 0
+	# two attempts each, said once each: no spin over the same job
+	assert_equal "$(grep -c 'cannot run ./h' worker.w.err)" 6
+	assert_equal "$(aq-status -q gone <enq | jq -r '[.attempt, .error] | @tsv' | sort -u)" \
+	    "$(printf '2\tcannot run ./h: No such file or directory')"
+}
+
 @test "bad options are usage errors; Redis unreachable is exit 69" {
 	run aq-worker -c 0 -- true
 	assert_failure 64

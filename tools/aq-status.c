@@ -94,6 +94,8 @@ flush_batch(struct status_run *s)
 	redisReply *replies[LOOKUP_BATCH];
 	PGresult *ledger;
 
+	if (s->n == 0)
+		return;
 	for (size_t i = 0; i < s->n; i++) {
 		const char *argv[2] = {"HGETALL", key};
 		keys_init(&k, s->cfg.prefix, s->batch[i].queue);
@@ -141,6 +143,18 @@ add_lookup(void *ctx, const char *id, size_t n, const char *queue)
 		flush_batch(s);
 }
 
+/* jsonl_idle_fn: the input has nothing more yet: print what is asked for
+ * (`tail -f ids | aq-status` answers each id as it comes) */
+static void
+on_idle(void *ctx)
+{
+	struct status_run *s = ctx;
+
+	flush_batch(s);
+	if (fflush(stdout) != 0)
+		die_output();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -159,7 +173,7 @@ main(int argc, char **argv)
 	s.redis = redis_connect(&s.cfg.redis);
 
 	if (idline_each(argc, argv, STDIN_FILENO, s.cfg.max_line, s.cfg.queue,
-	    add_lookup, NULL, &s, &s.rejected) < 0)
+	    add_lookup, on_idle, &s, &s.rejected) < 0)
 		rc = EX_IOERR;
 	flush_batch(&s);
 	if (rc == 0)
