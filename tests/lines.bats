@@ -285,7 +285,9 @@ running() {
 	export LOCKS=$BATS_TEST_TMPDIR/locks OVERLAPS=$BATS_TEST_TMPDIR/overlaps
 	mkdir -p "$LOCKS"
 	: >"$OVERLAPS"
-	seq 100 | jq -c '{do: "lock", n: ., secs: 0.05}' | aq-enqueue -q gl >enq
+	# five kills at most, each costing the jobs it held (running or claimed
+	# ahead) an attempt
+	seq 100 | jq -c '{do: "lock", n: ., secs: 0.05}' | aq-enqueue -q gl --max-attempts 10 >enq
 	start_bg sweep aq-sweep --every 250ms
 	for round in 1 2 3 4 5; do
 		start_worker "r$round" -q gl --lines -c 4 --lease 2s -- "$LINER"

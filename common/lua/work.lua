@@ -12,7 +12,8 @@
 -- Returns {reports' verdicts, claimed jobs (CLAIM_FIELDS values each: id,
 -- payload, attempt, max_attempts, timeout ms or '', lease token), next
 -- delayed due ms or -1, server time ms}.
--- This is the hot path: two redis.call per job (an HMGET and an HSET), the
+-- This is the hot path: two redis.call per job reported (an HMGET and an
+-- HSET) and two per job claimed (the same), the
 -- set entries and counters of the whole call written once.
 -- REPORT_FIELDS and CLAIM_FIELDS are script.h's, of the same names
 -- (tests/unit.c compares them); WORK_FIXED_ARGS counts ARGV 1 to 7 above.
@@ -86,8 +87,13 @@ for i = 0, tonumber(ARGV[7]) - 1 do
 end
 if #inactive > 0 then redis.call('ZREM', Q.active, unpack(inactive)) end
 
--- 2. delayed jobs that are due (retries, --delay, --run-at)
-promote_due(Q, log, now, tonumber(ARGV[6]))
+-- 2. delayed jobs that are due (retries, --delay, --run-at): one look at
+-- the earliest tells whether any is, and when the next is due
+local head = redis.call('ZRANGE', Q.delayed, 0, 0, 'WITHSCORES')
+if head[2] and tonumber(head[2]) <= now then
+  promote_due(Q, log, now, tonumber(ARGV[6]))
+  head = nil
+end
 
 -- 3. claim: the best k of the wait set, each with a fresh lease token (the
 -- job's claim counter, counted up: a new token for every claim)
@@ -127,5 +133,5 @@ if #active > 0 then redis.call('ZADD', Q.active, unpack(active)) end
 batch_write(Q, B)
 wake(Q.wake, math.max(queued_now - #claimed / CLAIM_FIELDS, retried))
 log_write(log, Q.log, cap)
-local next_due = redis.call('ZRANGE', Q.delayed, 0, 0, 'WITHSCORES')
-return {verdicts, claimed, tonumber(next_due[2]) or -1, now}
+if not head then head = redis.call('ZRANGE', Q.delayed, 0, 0, 'WITHSCORES') end
+return {verdicts, claimed, tonumber(head[2]) or -1, now}
