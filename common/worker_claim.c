@@ -84,8 +84,7 @@ start_ahead(struct slot *s, struct ahead a)
 	if (++w->claimed >= w->o->max_jobs && w->o->max_jobs > 0)
 		worker_no_more_work(w);
 	slot_start(s, a.id, a.token, a.payload, a.payload_len, a.attempt,
-	    a.max_attempts, a.timeout_ms, a.renewed_at);
-	free(a.payload);
+	    a.max_attempts, a.timeout_ms, a.renewed_at); /* takes the payload */
 }
 
 /*
@@ -120,7 +119,9 @@ start_claimed(struct worker *w, const redisReply *claimed, uint64_t sent_at)
 		struct ahead *a = &w->ahead[w->nahead++];
 		snprintf(a->id, sizeof a->id, "%.*s", (int)job[0]->len, job[0]->str);
 		snprintf(a->token, sizeof a->token, "%.*s", (int)job[5]->len, job[5]->str);
-		a->payload = xstrndup(job[1]->str, job[1]->len);
+		a->payload = xmalloc(job[1]->len + 1); /* sent as a line */
+		memcpy(a->payload, job[1]->str, job[1]->len);
+		a->payload[job[1]->len] = '\n';
 		a->payload_len = job[1]->len;
 		a->attempt = (int)job[2]->integer;
 		a->max_attempts = atoi(job[3]->str ? job[3]->str : "1");
@@ -187,7 +188,8 @@ on_work_reply(redisAsyncContext *ac, void *reply, void *priv)
 static void
 add_report(struct script_args *a, const struct report *r)
 {
-	const char *fields[] = {r->id, r->token, r->outcome, r->result, r->error,
+	const char *fields[] = {r->id, r->token, r->outcome,
+	    r->result ? r->result : "", r->error ? r->error : "",
 	    r->exit_code, r->delay};
 	_Static_assert(sizeof fields / sizeof fields[0] == REPORT_FIELDS,
 	    "work.lua takes REPORT_FIELDS values per report");

@@ -30,7 +30,7 @@ struct report {
 	char id[ID_MAX + 1];
 	char token[24];
 	const char *outcome;        /* succeeded failed retry cancelled requeue */
-	char *result, *error;
+	char *result, *error;      /* NULL: none (sent as "") */
 	char exit_code[8];
 	char delay[24];
 };
@@ -203,9 +203,11 @@ void worker_no_more_work(struct worker *w);
 void init_slots(struct worker *w);
 
 /* slot_start: run the job on the free slot s; claimed_at is when the call
- * that leased it was sent (its lease runs from then). */
+ * that leased it was sent (its lease runs from then). The slot takes
+ * payload, malloc'd with room for the newline at payload[payload_len]
+ * that ends it as a line (struct ahead's). */
 void slot_start(struct slot *s, const char *id, const char *token,
-    const char *payload, size_t payload_len, int attempt, int max_attempts,
+    char *payload, size_t payload_len, int attempt, int max_attempts,
     int64_t timeout_ms, uint64_t claimed_at);
 
 /* slot_stop: SIGTERM to the handler's group now, SIGKILL after grace_ms

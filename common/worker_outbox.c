@@ -46,8 +46,6 @@ report_new(struct worker *w, const char *id, const char *token, const char *outc
 	snprintf(r->id, sizeof r->id, "%s", id);
 	snprintf(r->token, sizeof r->token, "%s", token);
 	r->outcome = outcome;
-	r->result = xstrdup("");
-	r->error = xstrdup("");
 	return r;
 }
 

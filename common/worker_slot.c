@@ -246,14 +246,16 @@ start_process(struct slot *s)
 	return 0;
 }
 
-/* Write the payload of s as one line to its handler's stdin. */
+/* Write line (n bytes, its newline included) to the handler's stdin,
+ * owning it until written: exec mode hands over the job's payload, which
+ * the handler reads before its job can end; line mode a copy, since a
+ * handler may answer before it read the whole line, and the next job
+ * would take the buffer from under the write. */
 static void
-send_payload(struct slot *s, const char *payload, size_t n)
+send_line(struct slot *s, char *line, size_t n)
 {
-	s->payload = xmalloc(n + 1);
-	memcpy(s->payload, payload, n);
-	s->payload[n] = '\n';
-	s->wbuf = uv_buf_init(s->payload, (unsigned)n + 1);
+	s->payload = line;
+	s->wbuf = uv_buf_init(s->payload, (unsigned)n);
 	s->write.data = s;
 	if (uv_write(&s->write, (uv_stream_t *)&s->in, &s->wbuf, 1,
 	    on_payload_written) < 0) {
@@ -291,11 +293,13 @@ line_deliver(struct slot *s)
 			return;
 		}
 	}
-	send_payload(s, s->payload_in, s->payload_in_len);
+	char *line = xmalloc(s->payload_in_len + 1);
+	memcpy(line, s->payload_in, s->payload_in_len + 1);
+	send_line(s, line, s->payload_in_len + 1);
 }
 
 void
-slot_start(struct slot *s, const char *id, const char *token, const char *payload,
+slot_start(struct slot *s, const char *id, const char *token, char *payload,
     size_t payload_len, int attempt, int max_attempts, int64_t timeout_ms,
     uint64_t claimed_at)
 {
@@ -320,17 +324,18 @@ slot_start(struct slot *s, const char *id, const char *token, const char *payloa
 	if (s->timeout_ms > 0)
 		uv_timer_start(&s->timeout, on_timeout_fired, (uint64_t)s->timeout_ms, 0);
 	if (w->o->lines) {
-		free(s->payload_in);
-		s->payload_in = xstrndup(payload, payload_len);
+		free(s->payload_in); /* the last job's, kept for its restarts */
+		s->payload_in = payload;
 		s->payload_in_len = payload_len;
 		line_deliver(s);
 		return;
 	}
 	if (start_process(s) < 0) {
+		free(payload);
 		slot_maybe_complete(s);
 		return;
 	}
-	send_payload(s, payload, payload_len);
+	send_line(s, payload, payload_len + 1);
 }
 
 /* The job of s is over (reported, or its lease lost): free the slot. */
