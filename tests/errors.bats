@@ -13,13 +13,7 @@ teardown_file() { redis_stop; }
 setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 teardown() {
 	# whatever failed: no pipeline of this test lives on, no password stays
-	local f pid
-	for f in "$BATS_TEST_TMPDIR"/*.pid; do
-		[ -e "$f" ] || continue
-		pid=$(cat "$f")
-		pkill -KILL -P "$pid" 2>/dev/null
-		kill -KILL "$pid" 2>/dev/null
-	done
+	kill_started --children
 	if [ -e "$BATS_TEST_TMPDIR/requirepass" ]; then
 		redis-cli -s "$REDIS_SOCK" --no-auth-warning -a "$(cat "$BATS_TEST_TMPDIR/requirepass")" \
 		    config set requirepass '' >/dev/null

@@ -30,24 +30,12 @@ setup() {
 
 teardown() {
 	# whatever happened, nothing this test started lives on
-	local f pid
-	for f in "$BATS_TEST_TMPDIR"/*.pid; do
-		[ -e "$f" ] || continue
-		pid=$(cat "$f")
-		{ kill -CONT "$pid"; kill -KILL "$pid" && wait "$pid"; } 2>/dev/null || true
-	done
-	# a test that stopped Redis, or ran it with an append-only file: back
-	# to the plain server for the tests after it
-	if [ -d "$REDIS_DIR/appendonlydir" ] || ! rcli ping >/dev/null 2>&1; then
-		redis_kill
-		rm -rf "$REDIS_DIR/appendonlydir"
-		redis_run
-	fi
+	kill_started
+	redis_plain_again
 	return 0
 }
 
 
-pid_of() { cat "$BATS_TEST_TMPDIR/$1.pid"; }
 
 # running PID: the process is alive (a zombie is not)
 running() {
@@ -78,7 +66,6 @@ kill_worker() {
 	return 0
 }
 
-rc_of() { cat "$BATS_TEST_TMPDIR/$1.rc"; }
 
 field() { # field QUEUE ID JQ-FILTER
 	aq-status -q "$1" "$2" | jq -c "$3"

@@ -109,6 +109,45 @@ start_bg() {
 	echo $! >"$BATS_TEST_TMPDIR/$name.pid"
 }
 
+# pid_of NAME, rc_of NAME: the pid of what start_bg started as NAME, and
+# the exit status finish (or a test's own stop) left in NAME.rc.
+pid_of() { cat "$BATS_TEST_TMPDIR/$1.pid"; }
+rc_of() { cat "$BATS_TEST_TMPDIR/$1.rc"; }
+
+# finish NAME [TRIES]: wait, bounded (TRIES tenths of a second, 15 s by
+# default), for NAME to exit by itself; its exit status goes to NAME.rc.
+# Fails when it is still running.
+finish() {
+	local pid rc=0
+	pid=$(pid_of "$1")
+	wait_for "${2:-150}" eval "! kill -0 $pid" || return 1
+	wait "$pid" || rc=$?
+	echo "$rc" >"$BATS_TEST_TMPDIR/$1.rc"
+}
+
+# kill_started [--children]: SIGKILL what start_bg (or a NAME.pid file of
+# the test's temp dir) started and is still running, stopped or not (with
+# --children, its children first), and reap it: a teardown's first step.
+kill_started() {
+	local f pid
+	for f in "$BATS_TEST_TMPDIR"/*.pid; do
+		[ -e "$f" ] || continue
+		pid=$(cat "$f")
+		[ "${1:-}" != --children ] || pkill -KILL -P "$pid" 2>/dev/null
+		{ kill -CONT "$pid"; kill -KILL "$pid" && wait "$pid"; } 2>/dev/null || true
+	done
+}
+
+# redis_plain_again: after a test that stopped Redis, or ran it with an
+# append-only file, the plain server again for the tests after it.
+redis_plain_again() {
+	if [ -d "$REDIS_DIR/appendonlydir" ] || ! rcli ping >/dev/null 2>&1; then
+		redis_kill
+		rm -rf "$REDIS_DIR/appendonlydir"
+		redis_run
+	fi
+}
+
 # pg_bin: the directory of Debian's PostgreSQL server programs (initdb,
 # pg_ctl), the newest when several versions are installed.
 pg_bin() {

@@ -27,12 +27,7 @@ setup() {
 }
 
 teardown() {
-	local f pid
-	for f in "$BATS_TEST_TMPDIR"/*.pid; do
-		[ -e "$f" ] || continue
-		pid=$(cat "$f")
-		{ kill -CONT "$pid"; kill -KILL "$pid" && wait "$pid"; } 2>/dev/null || true
-	done
+	kill_started
 	rcli client unpause >/dev/null 2>&1 || true
 	return 0
 }

@@ -12,29 +12,10 @@ teardown_file() { redis_stop; }
 setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 teardown() {
 	# whatever happened, nothing this test started lives on
-	local f pid
-	for f in "$BATS_TEST_TMPDIR"/*.pid; do
-		[ -e "$f" ] || continue
-		pid=$(cat "$f")
-		{ kill -CONT "$pid"; kill -KILL "$pid" && wait "$pid"; } 2>/dev/null || true
-	done
+	kill_started
 	return 0
 }
 
-
-pid_of() { cat "$1.pid"; }
-
-# finish NAME: wait, bounded, for NAME to exit by itself; its exit status
-# goes to NAME.rc. Fails when it is still running.
-finish() {
-	local pid rc=0
-	pid=$(pid_of "$1")
-	wait_for 150 eval "! kill -0 $pid" || return 1
-	wait "$pid" || rc=$?
-	echo "$rc" >"$1.rc"
-}
-
-rc_of() { cat "$1.rc"; }
 
 # subscribed CHANNEL N: N clients are subscribed to the Redis channel CHANNEL
 subscribed() { [ "$(rcli pubsub numsub "$1" | sed -n 2p)" = "$2" ]; }

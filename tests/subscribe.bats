@@ -15,36 +15,11 @@ teardown_file() { redis_stop; }
 setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 teardown() {
 	# whatever happened, nothing this test started lives on
-	local f pid
-	for f in "$BATS_TEST_TMPDIR"/*.pid; do
-		[ -e "$f" ] || continue
-		pid=$(cat "$f")
-		{ kill -CONT "$pid"; kill -KILL "$pid" && wait "$pid"; } 2>/dev/null || true
-	done
-	# a test that ran Redis with an append-only file: back to the plain
-	# server for the tests after it
-	if [ -d "$REDIS_DIR/appendonlydir" ] || ! rcli ping >/dev/null 2>&1; then
-		redis_kill
-		rm -rf "$REDIS_DIR/appendonlydir"
-		redis_run
-	fi
+	kill_started
+	redis_plain_again
 	return 0
 }
 
-
-pid_of() { cat "$1.pid"; }
-
-# finish NAME [TRIES]: wait, bounded, for NAME to exit by itself; its exit
-# status goes to NAME.rc. Fails when it is still running.
-finish() {
-	local pid rc=0
-	pid=$(pid_of "$1")
-	wait_for "${2:-150}" eval "! kill -0 $pid" || return 1
-	wait "$pid" || rc=$?
-	echo "$rc" >"$1.rc"
-}
-
-rc_of() { cat "$1.rc"; }
 
 # xreaders N: N clients of Redis are blocked in XREAD (a follower waiting)
 xreaders() { [ "$(rcli client list | grep -c 'cmd=xread')" -eq "$1" ]; }
