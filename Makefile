@@ -124,7 +124,7 @@ install: all
 	for t in $(TOOLS); do install -m 644 completions/aq.bash $(DESTDIR)$(COMPDIR)/$$t || exit 1; done
 	for u in examples/systemd/*; do $(at_prefix) $$u > $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; done
 	chmod 644 $(DESTDIR)$(UNITDIR)/*
-	$(at_prefix) examples/cron/aq-sweep.crontab > $(DESTDIR)$(DATADIR)/examples/cron/aq-sweep.crontab
+	for c in examples/cron/*.crontab; do $(at_prefix) $$c > $(DESTDIR)$(DATADIR)/examples/cron/$${c##*/} || exit 1; done
 	install -m 755 examples/demo $(DESTDIR)$(DATADIR)/examples/
 	install -m 755 examples/handlers/* $(DESTDIR)$(DATADIR)/examples/handlers/
 	install -m 755 examples/sse/* $(DESTDIR)$(DATADIR)/examples/sse/

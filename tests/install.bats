@@ -38,6 +38,7 @@ install_to() {
 	[ -x "$dest/usr/share/aq/examples/demo" ]
 	[ -x "$dest/usr/share/aq/examples/handlers/thumbnail.sh" ]
 	[ -f "$dest/usr/share/aq/examples/cron/aq-sweep.crontab" ]
+	[ -f "$dest/usr/share/aq/examples/cron/aq-recurring.crontab" ]
 	run "$dest/usr/bin/aq-worker" --version
 	assert_success
 	assert_output --partial 'aq-worker '
@@ -53,6 +54,9 @@ install_to() {
 	refute_output --partial /usr/local
 	run grep -v '^#' "$dest/opt/aq/share/aq/examples/cron/aq-sweep.crontab"
 	assert_output --partial ' /opt/aq/bin/aq-sweep'
+	refute_output --partial /usr/local
+	run grep -v '^#' "$dest/opt/aq/share/aq/examples/cron/aq-recurring.crontab"
+	assert_output --partial ' /opt/aq/bin/aq-enqueue'
 	refute_output --partial /usr/local
 }
 

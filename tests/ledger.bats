@@ -549,3 +549,23 @@ finished() {
 	aq-sweep -q enc --retention 0 >/dev/null
 	assert_equal "$(aq-status -q enc <enq | jq -r .result.w)" café
 }
+
+@test "eight enqueuers racing on one id with a ledger: one job in the ledger and in Redis, seven duplicates, one run" {
+	aq-enqueue -q race '{"first":1}' >/dev/null # the schema
+	for host in 1 2 3 4 5 6 7 8; do
+		aq-enqueue -q race --id daily-2026-12-05 "{\"host\":$host}" >"fired.$host" 2>&1 &
+	done
+	wait
+	cat fired.* >all
+	assert_equal "$(jq -c 'select(.duplicate | not)' all | wc -l)" 1
+	assert_equal "$(jq -c 'select(.duplicate == true)' all | wc -l)" 7
+	assert_equal "$(psql_aq "SELECT count(*) FROM aq.jobs WHERE queue = 'race' AND id = 'daily-2026-12-05'")" 1
+	assert_equal "$(rcli zcard 'aq:{race}:wait')" 2
+	aq-worker -q race --burst -- cat >/dev/null 2>&1
+	assert_equal "$(rcli hget 'aq:{race}:stats' succeeded)" 2
+	# the payload is the winner's, in both places
+	winner=$(jq -r 'select(.duplicate | not) | .id' all)
+	[ "$winner" = daily-2026-12-05 ]
+	assert_equal "$(aq-status -q race daily-2026-12-05 | jq -c .result)" \
+	    "$(psql_aq "SELECT payload FROM aq.jobs WHERE id = 'daily-2026-12-05'")"
+}

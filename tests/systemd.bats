@@ -1,13 +1,15 @@
 #!/usr/bin/env bats
-# systemd.bats: the systemd units and the crontab line of examples/ are
+# systemd.bats: the systemd units and the crontab lines of examples/ are
 # valid (systemd-analyze verify, when it is installed), hold what they must,
-# and run: the crontab line's command sweeps the private redis-server.
+# and run: the sweep's line sweeps the private redis-server, and the
+# recurring job's line, fired by many hosts at once, enqueues its job once.
 
 load helpers
 
 ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 UNITS=$ROOT/examples/systemd
 CRONTAB=$ROOT/examples/cron/aq-sweep.crontab
+RECURRING=$ROOT/examples/cron/aq-recurring.crontab
 
 setup_file() { redis_start; }
 teardown_file() { redis_stop; }
@@ -100,4 +102,32 @@ key() {
 	assert_line 'logger -t aq-sweep'
 	assert_line '{"queue":"cron","action":"promoted","id":"due-1"}'
 	assert_equal "$(rcli hget 'aq:{cron}:job:due-1' status)" queued
+}
+
+@test "the recurring crontab line, fired by eight hosts at once, enqueues the hour's job once; it runs once" {
+	mapfile -t entries < <(grep -v -e '^#' -e '^[[:space:]]*$' "$RECURRING")
+	assert_equal "${#entries[@]}" 1
+	read -r -a f <<<"${entries[0]}"
+	cmd=${entries[0]#"${f[0]} ${f[1]} ${f[2]} ${f[3]} ${f[4]} "}
+	# cron's own reading: an unescaped % would end the command, \% is a %
+	[[ ${cmd//\\%/} != *%* ]]
+	cmd=${cmd//\\%/%}
+	printf '%s\n' "$AQ_REDIS_URL" >redis-url
+	cmd=${cmd//\/usr\/local\/bin\//$AQ_BIN/}
+	cmd=${cmd//\/etc\/aq\/redis-url/$BATS_TEST_TMPDIR/redis-url}
+	cmd=${cmd%>/dev/null}
+	for host in 1 2 3 4 5 6 7 8; do
+		env -u AQ_REDIS_URL sh -c "$cmd" >"fired.$host" 2>&1 &
+	done
+	wait
+	cat fired.* >all
+	id=hourly-report-$(date -u +%Y%m%dT%H)
+	# the hour may have turned between two of them: then one job each hour
+	hours=$(jq -r .id all | sort -u | wc -l)
+	assert_equal "$(jq -c 'select(.duplicate | not)' all | wc -l)" "$hours"
+	assert_equal "$(jq -c 'select(.duplicate == true)' all | wc -l)" $((8 - hours))
+	assert_equal "$(rcli zcard 'aq:{reports}:wait')" "$hours"
+	grep -q "\"id\":\"$id\"" all || [ "$hours" = 2 ]
+	aq-worker -q reports --burst -- cat >/dev/null 2>&1
+	assert_equal "$(rcli hget 'aq:{reports}:stats' succeeded)" "$hours"
 }
