@@ -211,6 +211,17 @@ option_int(const char *name, const char *arg, long lo, long hi)
 	return v;
 }
 
+void
+option_queue(const char *arg, const char **queues, int *n, int max)
+{
+	if (!queue_valid(arg))
+		die_usage("invalid queue name '%.120s': want 1 to %d of "
+		    "A-Z a-z 0-9 . _ -", arg, QUEUE_MAX);
+	if (*n == max)
+		die_usage("too many -q: at most %d", max);
+	queues[(*n)++] = arg;
+}
+
 long long
 option_duration(const char *name, const char *arg, int zero_ok)
 {

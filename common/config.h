@@ -104,6 +104,11 @@ void config_bad_option(int c, char **argv, const struct option *longopts,
  * EX_USAGE naming the option and the range. */
 long option_int(const char *name, const char *arg, long lo, long hi);
 
+/* option_queue: add arg, a -q of a tool that takes several queues, to
+ * queues (*n of them so far, at most max), or exit EX_USAGE naming a bad
+ * queue name or one -q too many. */
+void option_queue(const char *arg, const char **queues, int *n, int max);
+
 /* option_duration: a duration in ms (see duration.h) greater than zero
  * unless zero_ok, or exit EX_USAGE naming the option. */
 long long option_duration(const char *name, const char *arg, int zero_ok);

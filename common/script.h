@@ -97,6 +97,13 @@ void script_args_free(struct script_args *a);
 redisReply *script_call(redisContext *c, const struct redis_url *u,
     struct script_args *a);
 
+/* script_call_array: script_call for a tool that ends when Redis fails:
+ * the reply, an array of at least min elements. Exits EX_UNAVAILABLE
+ * otherwise, naming the server, the script and what was being done
+ * (doing: "cancelling jobs of queue q"). */
+redisReply *script_call_array(redisContext *c, const struct redis_url *u,
+    struct script_args *a, size_t min, const char *doing);
+
 /* script_try_call: script_call that reports instead of exiting: NULL with
  * the reason in err when the script cannot be loaded, NULL with err empty
  * on a dead connection. */

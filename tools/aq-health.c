@@ -655,13 +655,8 @@ parse_options(struct health *h, int argc, char **argv)
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, CONFIG_OPTSTRING, longopts, NULL)) != -1) {
-		if (c == 'q') {
-			if (!queue_valid(optarg))
-				die_usage("invalid queue name '%.120s': want 1 to %d "
-				    "of A-Z a-z 0-9 . _ -", optarg, QUEUE_MAX);
-			if (h->nqueues == QUEUES_MAX)
-				die_usage("too many -q: at most %d", QUEUES_MAX);
-			h->queues[h->nqueues++] = optarg;
+		if (c == 'q') { /* repeatable here: several queues */
+			option_queue(optarg, h->queues, &h->nqueues, QUEUES_MAX);
 			continue;
 		}
 		if (config_option(&h->cfg, c, optarg, usage))
