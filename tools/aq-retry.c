@@ -48,21 +48,24 @@ static void
 report(struct retry_run *s, const char *id, const char *queue,
     const char *outcome)
 {
-	int done = strcmp(outcome, "queued") == 0 || strcmp(outcome, "deleted") == 0;
+	int refused = strncmp(outcome, "refused:", 8) == 0;
 	int unarchived = strcmp(outcome, "unarchived") == 0;
 
 	jb_reset(&s->out);
 	if (strcmp(outcome, "unknown") == 0) {
 		job_write_unknown(&s->out, id, queue);
+		s->refused++;
 	} else {
 		jb_obj_begin(&s->out);
 		jb_kstr(&s->out, "id", id);
 		jb_kstr(&s->out, "queue", queue);
-		jb_kstr(&s->out, "status", unarchived ? "failed" : outcome);
-		if (!done) {
+		jb_kstr(&s->out, "status", refused ? outcome + 8 :
+		    unarchived ? "failed" : outcome);
+		if (refused || unarchived) {
 			jb_key(&s->out, strcmp(s->action, "delete") == 0 ?
 			    "deleted" : "retried");
 			jb_raw(&s->out, "false", 5);
+			s->refused++;
 		}
 		if (unarchived) {
 			jb_key(&s->out, "archived");
@@ -70,8 +73,6 @@ report(struct retry_run *s, const char *id, const char *queue,
 		}
 		jb_obj_end(&s->out);
 	}
-	if (!done)
-		s->refused++;
 	if (jb_line(&s->out) < 0)
 		die_output();
 }

@@ -13,9 +13,9 @@
 -- the ledger would keep its last state, and aq-sweep would take a job
 -- that was running there for one Redis lost.
 -- Returns {entries looked at, then id and outcome per job}: "queued",
--- "deleted", "unknown", "unarchived" (not deleted, see above), or the
--- status of a job that is not failed (left alone: a running job is not
--- retried). With "all", an entry of the failed set whose job is not
+-- "deleted", "unknown", "unarchived" (not deleted, see above), or
+-- "refused:STATUS" for a job that is not failed (left alone: a running
+-- job is not retried). With "all", an entry of the failed set whose job is not
 -- failed is dropped from the set and not returned.
 local now = now_ms()
 local Q = queue_keys(ARGV[1])
@@ -44,7 +44,7 @@ local function act(id, from_set)
   local key = Q.job .. id
   local job = redis.call('HMGET', key, 'status', 'priority')
   if job[1] ~= 'failed' then
-    if not from_set then return job[1] or 'unknown' end
+    if not from_set then return job[1] and 'refused:' .. job[1] or 'unknown' end
     redis.call('ZREM', Q.failed, id)
     return nil
   end
