@@ -133,3 +133,22 @@ idline_batch_add(void *batch, const char *id, size_t n, const char *queue)
 	if (b->n == IDLINE_BATCH)
 		idline_batch_send(b);
 }
+
+int
+idline_batch_each(int argc, char **argv, int fd, size_t max_line,
+    const char *queue, struct idline_batch *b, unsigned long *rejected)
+{
+	int rc = idline_each(argc, argv, fd, max_line, queue, idline_batch_add,
+	    idline_batch_send, b, rejected);
+
+	idline_batch_send(b);
+	return rc;
+}
+
+int
+idline_exit(int read_failed, unsigned long rejected, unsigned long unsettled)
+{
+	if (read_failed)
+		return EX_IOERR;
+	return rejected ? EX_DATAERR : unsettled ? 1 : 0;
+}

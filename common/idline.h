@@ -72,4 +72,15 @@ void idline_batch_add(void *batch, const char *id, size_t n, const char *queue);
  * ids | TOOL) are sent as they come, not when a batch is full. */
 void idline_batch_send(void *batch);
 
+/* idline_batch_each: idline_each into the batch b, sent whenever the
+ * input pauses and when it ends. Returns as idline_each. */
+int idline_batch_each(int argc, char **argv, int fd, size_t max_line,
+    const char *queue, struct idline_batch *b, unsigned long *rejected);
+
+/* idline_exit: the exit status of a tool that takes ids (aq(7) EXIT
+ * CODES): EX_IOERR when its input could not be read (read_failed), else
+ * EX_DATAERR when lines were rejected, else 1 when some id was unknown or
+ * its job left as it was (unsettled), else 0. */
+int idline_exit(int read_failed, unsigned long rejected, unsigned long unsettled);
+
 #endif

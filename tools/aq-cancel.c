@@ -96,7 +96,7 @@ int
 main(int argc, char **argv)
 {
 	static struct cancel_run s;
-	int rc = 0;
+	int read_failed;
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
@@ -112,15 +112,11 @@ main(int argc, char **argv)
 
 	/* ids that come slowly (tail -f ids | aq-cancel) are cancelled as
 	 * they come, not when 256 ids or the end of the input have come */
-	if (idline_each(argc, argv, STDIN_FILENO, s.cfg.max_line, s.cfg.queue,
-	    idline_batch_add, idline_batch_send, &s.batch, &s.rejected) < 0)
-		rc = EX_IOERR;
-	idline_batch_send(&s.batch);
-	if (rc == 0)
-		rc = s.rejected ? EX_DATAERR : s.unsettled ? 1 : 0;
+	read_failed = idline_batch_each(argc, argv, STDIN_FILENO, s.cfg.max_line,
+	    s.cfg.queue, &s.batch, &s.rejected) < 0;
 	jb_free(&s.out);
 	script_args_free(&s.call);
 	redisFree(s.redis);
 	url_forget(&s.cfg.redis);
-	return finish_stdout(rc);
+	return finish_stdout(idline_exit(read_failed, s.rejected, s.unsettled));
 }

@@ -176,10 +176,7 @@ parse_options(struct retry_run *s, int argc, char **argv)
 	};
 	int c;
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, CONFIG_OPTSTRING, longopts, NULL)) != -1) {
-		if (config_option(&s->cfg, c, optarg, usage))
-			continue;
+	while ((c = config_getopt(&s->cfg, argc, argv, longopts, usage)) != -1) {
 		switch (c) {
 		case OPT_ALL:
 			s->all = 1;
@@ -199,7 +196,7 @@ int
 main(int argc, char **argv)
 {
 	static struct retry_run s = {.action = "retry"};
-	int rc = 0;
+	int read_failed = 0;
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
@@ -215,16 +212,12 @@ main(int argc, char **argv)
 
 	if (s.all)
 		retry_all(&s);
-	else if (idline_each(argc, argv, STDIN_FILENO, s.cfg.max_line,
-	    s.cfg.queue, idline_batch_add, idline_batch_send, &s.batch,
-	    &s.rejected) < 0)
-		rc = EX_IOERR;
-	idline_batch_send(&s.batch);
-	if (rc == 0)
-		rc = s.rejected ? EX_DATAERR : s.refused ? 1 : 0;
+	else
+		read_failed = idline_batch_each(argc, argv, STDIN_FILENO,
+		    s.cfg.max_line, s.cfg.queue, &s.batch, &s.rejected) < 0;
 	jb_free(&s.out);
 	script_args_free(&s.call);
 	redisFree(s.redis);
 	url_forget(&s.cfg.redis);
-	return finish_stdout(rc);
+	return finish_stdout(idline_exit(read_failed, s.rejected, s.refused));
 }

@@ -204,10 +204,7 @@ parse_options(struct status_run *s, int argc, char **argv)
 	};
 	int c;
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, CONFIG_OPTSTRING, longopts, NULL)) != -1) {
-		if (config_option(&s->cfg, c, optarg, usage))
-			continue;
+	while ((c = config_getopt(&s->cfg, argc, argv, longopts, usage)) != -1) {
 		switch (c) {
 		case OPT_STATE:
 			if (strcmp(optarg, "failed") != 0)
@@ -233,7 +230,7 @@ int
 main(int argc, char **argv)
 {
 	static struct status_run s;
-	int rc = 0;
+	int read_failed = 0;
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
@@ -248,15 +245,13 @@ main(int argc, char **argv)
 
 	if (s.state)
 		list_failed(&s);
-	else if (idline_each(argc, argv, STDIN_FILENO, s.cfg.max_line,
-	    s.cfg.queue, add_lookup, on_idle, &s, &s.rejected) < 0)
-		rc = EX_IOERR;
+	else
+		read_failed = idline_each(argc, argv, STDIN_FILENO, s.cfg.max_line,
+		    s.cfg.queue, add_lookup, on_idle, &s, &s.rejected) < 0;
 	flush_batch(&s);
-	if (rc == 0)
-		rc = s.rejected ? EX_DATAERR : s.unknown ? 1 : 0;
 	jb_free(&s.out);
 	redisFree(s.redis);
 	ledger_close(&s.ledger);
 	config_free(&s.cfg);
-	return finish_stdout(rc);
+	return finish_stdout(idline_exit(read_failed, s.rejected, s.unknown));
 }
