@@ -34,7 +34,8 @@ override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_DEFAULT_SOURCE \
 override LDLIBS += $(PKG_LIBS)
 override LDFLAGS += -Wl,--as-needed $(SAN)
 
-TOOLS    = aq-enqueue aq-status aq-cancel aq-worker aq-sweep aq-publish aq-subscribe aq-health
+TOOLS    = aq-enqueue aq-status aq-cancel aq-retry aq-queue aq-worker aq-sweep aq-publish \
+           aq-subscribe aq-health
 COMMON   = $(patsubst common/%.c,$(BUILD)/%.o,$(wildcard common/*.c)) $(BUILD)/scripts.o
 LUA      = $(wildcard common/lua/*.lua)
 HEADERS  = $(wildcard common/*.h)

@@ -211,6 +211,17 @@ option_int(const char *name, const char *arg, long lo, long hi)
 	return v;
 }
 
+void
+option_queue(const char *arg, const char **queues, int *n, int max)
+{
+	if (!queue_valid(arg))
+		die_usage("invalid queue name '%.120s': want 1 to %d of "
+		    "A-Z a-z 0-9 . _ -", arg, QUEUE_MAX);
+	if (*n == max)
+		die_usage("too many -q: at most %d", max);
+	queues[(*n)++] = arg;
+}
+
 long long
 option_duration(const char *name, const char *arg, int zero_ok)
 {
@@ -304,18 +315,28 @@ config_bad_option(int c, char **argv, const struct option *longopts,
 	exit(EX_USAGE);
 }
 
+int
+config_getopt(struct config *c, int argc, char **argv,
+    const struct option *longopts, void (*usage)(FILE *))
+{
+	int opt;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, CONFIG_OPTSTRING, longopts, NULL)) != -1)
+		if (!config_option(c, opt, optarg, usage))
+			return opt;
+	return -1;
+}
+
 /* Parse argv with the shared flags of longopts only. */
 static void
 parse_only(struct config *c, int argc, char **argv, void (*usage)(FILE *),
     const struct option *longopts)
 {
-	int opt;
+	int opt = config_getopt(c, argc, argv, longopts, usage);
 
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, CONFIG_OPTSTRING, longopts, NULL)) != -1) {
-		if (!config_option(c, opt, optarg, usage))
-			config_bad_option(opt, argv, longopts, usage);
-	}
+	if (opt != -1)
+		config_bad_option(opt, argv, longopts, usage);
 }
 
 void

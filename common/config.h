@@ -92,6 +92,14 @@ void config_parse_ledger(struct config *c, int argc, char **argv,
  * option ('?') and prints nothing itself: config_bad_option does. */
 #define CONFIG_OPTSTRING ":q:u:h"
 
+/* config_getopt: the next option of argv (getopt_long with
+ * CONFIG_OPTSTRING and longopts) that config_option does not take, which
+ * applies the shared flags on the way: its code, with optarg its value,
+ * or -1 when the options end. A code the tool does not take (as '?' or
+ * ':') goes to config_bad_option. */
+int config_getopt(struct config *c, int argc, char **argv,
+    const struct option *longopts, void (*usage)(FILE *));
+
 /* config_bad_option: getopt_long returned c ('?' or ':', or a code the
  * tool does not take) for the option just parsed: exit EX_USAGE with a
  * message naming it ("unknown option '--bogus'", "option '--queue' needs
@@ -103,6 +111,11 @@ void config_bad_option(int c, char **argv, const struct option *longopts,
 /* option_int: the integer value of option name in [lo, hi], or exit
  * EX_USAGE naming the option and the range. */
 long option_int(const char *name, const char *arg, long lo, long hi);
+
+/* option_queue: add arg, a -q of a tool that takes several queues, to
+ * queues (*n of them so far, at most max), or exit EX_USAGE naming a bad
+ * queue name or one -q too many. */
+void option_queue(const char *arg, const char **queues, int *n, int max);
 
 /* option_duration: a duration in ms (see duration.h) greater than zero
  * unless zero_ok, or exit EX_USAGE naming the option. */

@@ -1,6 +1,7 @@
 /* idline.c: ids from arguments and from lines of input. */
 #include "idline.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "id.h"
@@ -106,4 +107,48 @@ idline_each(int argc, char **argv, int fd, size_t max_line, const char *queue,
 	for (int i = 0; i < argc; i++)
 		add(ctx, argv[i], strlen(argv[i]), queue);
 	return 0;
+}
+
+void
+idline_batch_send(void *batch)
+{
+	struct idline_batch *b = batch;
+
+	if (b->n > 0)
+		b->send(b->ctx);
+}
+
+void
+idline_batch_add(void *batch, const char *id, size_t n, const char *queue)
+{
+	struct idline_batch *b = batch;
+	struct idline_target *t;
+
+	if (b->n > 0 && strcmp(b->t[0].queue, queue) != 0)
+		idline_batch_send(b);
+	t = &b->t[b->n++];
+	memcpy(t->id, id, n);
+	t->id[n] = '\0';
+	snprintf(t->queue, sizeof t->queue, "%s", queue);
+	if (b->n == IDLINE_BATCH)
+		idline_batch_send(b);
+}
+
+int
+idline_batch_each(int argc, char **argv, int fd, size_t max_line,
+    const char *queue, struct idline_batch *b, unsigned long *rejected)
+{
+	int rc = idline_each(argc, argv, fd, max_line, queue, idline_batch_add,
+	    idline_batch_send, b, rejected);
+
+	idline_batch_send(b);
+	return rc;
+}
+
+int
+idline_exit(int read_failed, unsigned long rejected, unsigned long unsettled)
+{
+	if (read_failed)
+		return EX_IOERR;
+	return rejected ? EX_DATAERR : unsettled ? 1 : 0;
 }

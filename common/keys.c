@@ -25,6 +25,8 @@ static const struct {
 	{offsetof(struct keys, done), "done"},
 	{offsetof(struct keys, ledger), "ledger"},
 	{offsetof(struct keys, unarchived), "unarchived"},
+	{offsetof(struct keys, failed), "failed"},
+	{offsetof(struct keys, paused), "paused"},
 };
 
 void

@@ -43,6 +43,9 @@ struct keys {
 	                        * the queue (the Redis run id it last checked) */
 	char unarchived[KEY_MAX]; /* sorted set: finished jobs the ledger has
 	                           * not archived yet, by finish time (ms) */
+	char failed[KEY_MAX];  /* sorted set: failed jobs by finish time (ms) */
+	char paused[KEY_MAX];  /* string: set while the queue is paused (the
+	                        * time it was, ms): workers claim nothing */
 };
 
 /* keys_init: the key names of queue under prefix (both already validated). */

@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "redis.h"
 
 int
 script_try_load(redisContext *c, struct script *s, char *err, size_t errlen)
@@ -208,6 +209,22 @@ script_call(redisContext *c, const struct redis_url *u, struct script_args *a)
 	if (!r && err[0])
 		die(EX_UNAVAILABLE, "redis at %s: %s", url_display(u, shown,
 		    sizeof shown), err);
+	return r;
+}
+
+redisReply *
+script_call_array(redisContext *c, const struct redis_url *u,
+    struct script_args *a, size_t min, const char *doing)
+{
+	redisReply *r = script_call(c, u, a);
+	char shown[1024];
+
+	if (!r)
+		redis_die_io(c, u, doing);
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < min)
+		die(EX_UNAVAILABLE, "redis at %s refused the %s script while %s: %s",
+		    url_display(u, shown, sizeof shown), a->script->name, doing,
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	return r;
 }
 

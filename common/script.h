@@ -26,6 +26,8 @@ extern struct script script_sweep;
 extern struct script script_health;
 extern struct script script_archive;
 extern struct script script_restore;
+extern struct script script_retry;
+extern struct script script_queue;
 
 /* script_load: SCRIPT LOAD s into the server of c and remember its sha;
  * exits EX_UNAVAILABLE (naming the script and server) on failure. */
@@ -49,7 +51,8 @@ int script_is_noscript(const redisReply *r);
 #define EVENT_LINE_FIELDS 2   /* event.lua: ARGV per line: type, data */
 #define RENEW_FIXED_ARGS 10   /* renew.lua: ARGV before the jobs held */
 #define RESTORE_FIELDS 9      /* restore.lua: ARGV per job */
-#define HEALTH_FIGURES 9      /* health.lua: values it returns */
+#define HEALTH_FIGURES 10     /* health.lua: values it returns */
+#define QUEUE_FIGURES 4       /* queue.lua: values pause, resume, show return */
 
 /*
  * A script call being built: "EVALSHA sha numkeys KEYS... ARGV...". Keys
@@ -96,6 +99,13 @@ void script_args_free(struct script_args *a);
  * error reply is the caller's to judge. */
 redisReply *script_call(redisContext *c, const struct redis_url *u,
     struct script_args *a);
+
+/* script_call_array: script_call for a tool that ends when Redis fails:
+ * the reply, an array of at least min elements. Exits EX_UNAVAILABLE
+ * otherwise, naming the server, the script and what was being done
+ * (doing: "cancelling jobs of queue q"). */
+redisReply *script_call_array(redisContext *c, const struct redis_url *u,
+    struct script_args *a, size_t min, const char *doing);
 
 /* script_try_call: script_call that reports instead of exiting: NULL with
  * the reason in err when the script cannot be loaded, NULL with err empty

@@ -47,4 +47,4 @@ _aq() {
 }
 
 complete -F _aq aq-enqueue aq-worker aq-sweep aq-publish aq-subscribe \
-    aq-health aq-status aq-cancel
+    aq-health aq-status aq-cancel aq-retry aq-queue

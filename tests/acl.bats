@@ -94,12 +94,29 @@ denied() { rcli acl log 50 | grep -A1 '^object$' | grep -v '^object$\|^--$' | so
 	assert_equal "$(denied)" ""
 }
 
+@test "the sweeper administers queues: aq-retry, aq-queue, aq-status --state failed; Redis denies it nothing" {
+	aq-enqueue -q a --id f1 --max-attempts 1 '{}' >/dev/null
+	aq-enqueue -q a --id f2 --max-attempts 1 '{}' >/dev/null
+	aq-worker -q a --burst -- false 2>/dev/null
+	assert_equal "$(as aq-sweeper aq-status -q a --state failed | jq -r .id | sort | paste -sd' ')" 'f1 f2'
+	as aq-sweeper aq-retry -q a f1 | grep -q '"status":"queued"'
+	as aq-sweeper aq-retry -q a --delete --all | grep -q '"status":"deleted"'
+	as aq-sweeper aq-queue pause -q a | grep -q '"paused":true'
+	# a worker of the paused queue claims nothing, and ends (--burst)
+	as aq-worker aq-worker -q a --burst -- cat 2>/dev/null
+	as aq-sweeper aq-queue show -q a | grep -q '"waiting":1'
+	as aq-sweeper aq-queue resume -q a >/dev/null
+	as aq-sweeper aq-queue purge -q a --yes | grep -q '"status":"cancelled"'
+	assert_equal "$(denied)" ""
+}
+
 @test "the monitor reads health, records and events, and may write nothing" {
 	aq-enqueue -q m --id j '{}' >/dev/null
 	aq-worker -q m --burst -- sh -c 'read p; echo hi' 2>/dev/null
 	as aq-monitor aq-health --workers >/dev/null
 	as aq-monitor aq-health --prometheus >/dev/null
 	as aq-monitor aq-status -q m j | grep -q succeeded
+	as aq-monitor aq-status -q m --state failed >/dev/null
 	as aq-monitor aq-subscribe -q m --job j | grep -q '"type":"end"'
 	as aq-monitor aq-subscribe -q m --queue-log --after 0-0 --count 1 >/dev/null
 	start_bg sub env AQ_REDIS_URL="unix://aq-monitor:pw-aq-monitor@$REDIS_SOCK" \

@@ -79,6 +79,20 @@ run_examples() {
 	(( output > 0 ))
 }
 
+@test "the examples of aq-retry(1) run as written" {
+	rcli flushall >/dev/null
+	run bash -c "$(declare -f man_examples run_examples); BATS_TEST_TMPDIR='$BATS_TEST_TMPDIR'; man_examples '$ROOT/man/aq-retry.1' | run_examples"
+	assert_success
+	(( output > 0 ))
+}
+
+@test "the examples of aq-queue(1) run as written" {
+	rcli flushall >/dev/null
+	run bash -c "$(declare -f man_examples run_examples); BATS_TEST_TMPDIR='$BATS_TEST_TMPDIR'; man_examples '$ROOT/man/aq-queue.1' | run_examples"
+	assert_success
+	(( output > 0 ))
+}
+
 @test "the examples of aq-worker(1) run as written" {
 	rcli flushall >/dev/null
 	run bash -c "$(declare -f man_examples run_examples); BATS_TEST_TMPDIR='$BATS_TEST_TMPDIR'; man_examples '$ROOT/man/aq-worker.1' | run_examples"

@@ -6,7 +6,7 @@
 
 load helpers
 
-TOOLS=(aq-enqueue aq-status aq-cancel aq-worker aq-sweep aq-publish aq-subscribe aq-health)
+TOOLS=(aq-enqueue aq-status aq-cancel aq-retry aq-queue aq-worker aq-sweep aq-publish aq-subscribe aq-health)
 
 setup_file() { redis_start; }
 teardown_file() { redis_stop; }
@@ -27,7 +27,8 @@ teardown() {
 args_of() {
 	case $1 in
 	aq-enqueue) echo "{}" ;;
-	aq-status | aq-cancel) echo "some-id" ;;
+	aq-status | aq-cancel | aq-retry) echo "some-id" ;;
+	aq-queue) echo "show" ;;
 	aq-worker) echo "--burst -- true" ;;
 	aq-publish) echo "chan" ;;
 	aq-subscribe) echo "chan --timeout 5s" ;;
@@ -349,6 +350,27 @@ ended_quietly() {
 	(( cancelled >= 1 ))
 }
 
+@test "| head -1: aq-status --state failed, aq-retry and aq-queue purge over many jobs end quietly; each job whole" {
+	seq 1 3000 | aq-enqueue -q fl | jq -r .id >ids
+	# failed the quick way: aq-sweep --max-wait fails each
+	wait_for 50 eval "aq-sweep -q fl --max-wait 1ms --batch 100000 >/dev/null; redis_is 3000 zcard 'aq:{fl}:failed'"
+	pipe_head st "aq-status -q fl --state failed --limit 3000"
+	ended_quietly st 'aq-status --state failed'
+	assert_equal "$(jq -r .status st.out)" failed
+	pipe_head rt "aq-retry -q fl <'$BATS_TEST_TMPDIR/ids'"
+	ended_quietly rt aq-retry
+	assert_equal "$(jq -r .status rt.out)" queued
+	# a job is retried (record and place) or still failed, never half
+	assert_equal "$(( $(rcli zcard 'aq:{fl}:wait') + $(rcli zcard 'aq:{fl}:failed') ))" 3000
+	assert_equal "$(rcli zcard 'aq:{fl}:wait')" "$(aq-status -q fl <ids | jq -r 'select(.status == "queued") | .id' | wc -l)"
+	pipe_head pg "aq-queue purge -q fl --yes --batch 100"
+	ended_quietly pg 'aq-queue purge'
+	assert_equal "$(jq -r .status pg.out)" cancelled
+	cancelled=$(aq-status -q fl <ids | jq -r 'select(.status == "cancelled") | .id' | wc -l)
+	assert_equal "$(( $(rcli zcard 'aq:{fl}:wait') + $(rcli zcard 'aq:{fl}:failed') + cancelled ))" 3000
+	(( cancelled >= 1 ))
+}
+
 @test "| head -1: aq-health ends quietly" {
 	for i in $(seq 1 200); do echo "SADD aq:queues q$i"; done | rcli >/dev/null
 	pipe_head hp 'aq-health --prometheus'
@@ -421,6 +443,9 @@ ended_quietly() {
 		aq-enqueue|--max-attempts|0|a whole number from 1 to
 		aq-status|--max-line|0|a size from 1 to 1G
 		aq-cancel|--max-line|1X|a size from 1 to 1G
+		aq-status|--limit|0|a whole number from 1 to 100000
+		aq-retry|--max-line|0|a size from 1 to 1G
+		aq-queue|--batch|-5|a whole number from 1 to 10000
 		aq-worker|--concurrency|-1|a whole number from 1 to 1024
 		aq-worker|--lease|5 parsecs|a duration like
 		aq-worker|--grace|soon|a duration like

@@ -8,7 +8,7 @@
 load helpers
 
 ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
-TOOLS="aq-enqueue aq-worker aq-sweep aq-publish aq-subscribe aq-health aq-status aq-cancel"
+TOOLS="aq-enqueue aq-worker aq-sweep aq-publish aq-subscribe aq-health aq-status aq-cancel aq-retry aq-queue"
 
 setup() {
 	cd "$BATS_TEST_TMPDIR"

@@ -14,7 +14,7 @@ setup() {
 	unset AQ_DATABASE_URL AQ_DATABASE_URL_FILE
 }
 
-TOOLS="aq-enqueue aq-status aq-cancel aq-worker aq-sweep aq-publish aq-subscribe aq-health"
+TOOLS="aq-enqueue aq-status aq-cancel aq-retry aq-queue aq-worker aq-sweep aq-publish aq-subscribe aq-health"
 
 # without_libpq CMD...: run CMD where libpq.so.5 cannot be loaded (skips
 # the test where a mount namespace cannot be made: not root)

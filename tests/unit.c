@@ -1441,6 +1441,8 @@ test_keys_short(void)
 	check_str(k.queues, "aq:queues", "keys_init: queues");
 	check_str(k.events, "aq:{q}:events:", "keys_init: events");
 	check_str(k.worker, "aq:{q}:worker:", "keys_init: worker");
+	check_str(k.failed, "aq:{q}:failed", "keys_init: failed");
+	check_str(k.paused, "aq:{q}:paused", "keys_init: paused");
 }
 
 /* lua_field: in the Lua source src, within the text from the first
@@ -1493,6 +1495,7 @@ test_keys_match_lib_lua(void)
 	const struct { const char *name, *c; } derived[] = {
 		{"job", k.job}, {"events", k.events}, {"worker", k.worker},
 		{"ledger", k.ledger}, {"unarchived", k.unarchived},
+		{"failed", k.failed}, {"paused", k.paused},
 	};
 	char lua[128], want[128];
 	int bad = 0;
@@ -1523,7 +1526,8 @@ test_keys_match_lib_lua(void)
 			    lua, derived[i].c);
 		}
 	}
-	check(bad == 0, "lib.lua's job, events, worker, ledger and unarchived keys are keys_init's");
+	check(bad == 0, "lib.lua's job, events, worker, ledger, unarchived, failed "
+	    "and paused keys are keys_init's");
 }
 
 /* lua_const: N of "local NAME = N" in the Lua source src; -1 when none. */
@@ -1554,6 +1558,7 @@ test_counts_match_scripts(void)
 		{&script_renew, "RENEW_FIXED_ARGS", RENEW_FIXED_ARGS},
 		{&script_restore, "RESTORE_FIELDS", RESTORE_FIELDS},
 		{&script_health, "HEALTH_FIGURES", HEALTH_FIGURES},
+		{&script_queue, "QUEUE_FIGURES", QUEUE_FIGURES},
 	};
 
 	for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {

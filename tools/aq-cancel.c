@@ -18,18 +18,10 @@
 #include "redis.h"
 #include "script.h"
 
-#define CANCEL_BATCH 256          /* ids per call of the cancel script */
-
-struct target {
-	char id[ID_MAX + 1];
-	char queue[QUEUE_MAX + 1];
-};
-
 struct cancel_run {
 	struct config cfg;
 	redisContext *redis;
-	struct target batch[CANCEL_BATCH]; /* all of one queue */
-	size_t n;
+	struct idline_batch batch;    /* ids of one queue, sent together */
 	struct script_args call;      /* a batch's call, being built */
 	struct jbuf out;
 	unsigned long rejected, unsettled; /* unsettled: unknown or finished */
@@ -45,7 +37,7 @@ usage(FILE *fp)
 
 /* Print the outcome the script gave for one id. */
 static void
-report(struct cancel_run *s, const struct target *t, const redisReply *v)
+report(struct cancel_run *s, const struct idline_target *t, const redisReply *v)
 {
 	jb_reset(&s->out);
 	if (strcmp(v->str, "unknown") == 0) {
@@ -70,73 +62,41 @@ report(struct cancel_run *s, const struct target *t, const redisReply *v)
 
 /* Cancel the ids of the batch in one call of the cancel script. */
 static void
-flush_batch(struct cancel_run *s)
+send_batch(void *ctx)
 {
+	struct cancel_run *s = ctx;
+	struct idline_batch *b = &s->batch;
 	struct script_args *a = &s->call;
-	char shown[1024];
+	char shown[1024], doing[QUEUE_MAX + 64];
 	struct keys k;
 	redisReply *r;
 
-	if (s->n == 0)
-		return;
-	keys_init(&k, s->cfg.prefix, s->batch[0].queue);
+	keys_init(&k, s->cfg.prefix, b->t[0].queue);
 	script_args_begin(a, &script_cancel);
 	script_args_queue_keys(a, &k);
 	script_args_arg(a, k.base);
 	script_args_arg(a, LOG_CAP);
 	script_args_arg(a, k.cancel);
-	for (size_t i = 0; i < s->n; i++)
-		script_args_arg(a, s->batch[i].id);
-	r = script_call(s->redis, &s->cfg.redis, a);
-	if (!r)
-		redis_die_io(s->redis, &s->cfg.redis, "cancelling jobs");
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != s->n)
-		die(EX_UNAVAILABLE, "redis at %s refused to cancel jobs of queue "
-		    "%s: %s", url_display(&s->cfg.redis, shown, sizeof shown),
-		    s->batch[0].queue,
-		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-	for (size_t i = 0; i < s->n; i++) {
+	for (size_t i = 0; i < b->n; i++)
+		script_args_arg(a, b->t[i].id);
+	snprintf(doing, sizeof doing, "cancelling jobs of queue %s", b->t[0].queue);
+	r = script_call_array(s->redis, &s->cfg.redis, a, b->n, doing);
+	for (size_t i = 0; i < b->n; i++) {
 		if (r->element[i]->type != REDIS_REPLY_STRING)
 			die(EX_UNAVAILABLE, "redis at %s gave an unexpected reply "
 			    "for job %s", url_display(&s->cfg.redis, shown,
-			    sizeof shown), s->batch[i].id);
-		report(s, &s->batch[i], r->element[i]);
+			    sizeof shown), b->t[i].id);
+		report(s, &b->t[i], r->element[i]);
 	}
 	freeReplyObject(r);
-	s->n = 0;
-}
-
-/* idline_fn: queue an id for cancelling; a batch holds consecutive ids of
- * one queue. */
-static void
-add_target(void *ctx, const char *id, size_t n, const char *queue)
-{
-	struct cancel_run *s = ctx;
-	struct target *t;
-
-	if (s->n > 0 && strcmp(s->batch[0].queue, queue) != 0)
-		flush_batch(s);
-	t = &s->batch[s->n++];
-	memcpy(t->id, id, n);
-	t->id[n] = '\0';
-	snprintf(t->queue, sizeof t->queue, "%s", queue);
-	if (s->n == CANCEL_BATCH)
-		flush_batch(s);
-}
-
-/* Nothing more to read yet: cancel what is held now, not when 256 ids or
- * the end of the input have come (tail -f ids | aq-cancel). */
-static void
-on_idle(void *ctx)
-{
-	flush_batch(ctx);
+	b->n = 0;
 }
 
 int
 main(int argc, char **argv)
 {
 	static struct cancel_run s;
-	int rc = 0;
+	int read_failed;
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
@@ -147,16 +107,16 @@ main(int argc, char **argv)
 	argv += optind;
 	idline_check_args(argc, argv);
 	s.redis = redis_connect(&s.cfg.redis);
+	s.batch.send = send_batch;
+	s.batch.ctx = &s;
 
-	if (idline_each(argc, argv, STDIN_FILENO, s.cfg.max_line, s.cfg.queue,
-	    add_target, on_idle, &s, &s.rejected) < 0)
-		rc = EX_IOERR;
-	flush_batch(&s);
-	if (rc == 0)
-		rc = s.rejected ? EX_DATAERR : s.unsettled ? 1 : 0;
+	/* ids that come slowly (tail -f ids | aq-cancel) are cancelled as
+	 * they come, not when 256 ids or the end of the input have come */
+	read_failed = idline_batch_each(argc, argv, STDIN_FILENO, s.cfg.max_line,
+	    s.cfg.queue, &s.batch, &s.rejected) < 0;
 	jb_free(&s.out);
 	script_args_free(&s.call);
 	redisFree(s.redis);
 	url_forget(&s.cfg.redis);
-	return finish_stdout(rc);
+	return finish_stdout(idline_exit(read_failed, s.rejected, s.unsettled));
 }

@@ -40,6 +40,7 @@ struct figures {
 	long long unarchived;        /* finished, waiting for the ledger */
 	long long log_lag;           /* log entries the archive has not read:
 	                              * -1 no archive, -2 unknown */
+	long long paused;            /* 1 while aq-queue pause holds it */
 	redisReply *worker_list;     /* --workers: ids, then HGETALL replies */
 	redisReply **worker_info;
 };
@@ -210,6 +211,7 @@ read_figures(struct figures *f, const redisReply *r)
 		*v[i] = r->element[i]->integer;
 	f->unarchived = r->element[7]->integer;
 	f->log_lag = r->element[8]->integer;
+	f->paused = r->element[9]->integer;
 	for (size_t i = 0; i + 1 < stats->elements; i += 2)
 		for (size_t c = 0; c < NCOUNTERS; c++)
 			if (strcmp(stats->element[i]->str, counters[c]) == 0)
@@ -442,6 +444,8 @@ json_queue(struct jbuf *b, const struct figures *f)
 	else
 		jb_null(b);
 	jb_kint(b, "workers", f->workers);
+	jb_key(b, "paused");
+	jb_raw(b, f->paused ? "true" : "false", f->paused ? 4 : 5);
 	for (size_t c = 0; c < NCOUNTERS; c++)
 		jb_kint(b, counters[c], f->count[c]);
 	jb_kint(b, "unarchived", f->unarchived);
@@ -605,6 +609,9 @@ print_prometheus(struct health *h)
 	    offsetof(struct figures, active));
 	prom_queue_gauge(h, "aq_queue_workers", "Live workers of the queue.",
 	    offsetof(struct figures, workers));
+	prom_queue_gauge(h, "aq_queue_paused",
+	    "1 while the queue is paused (aq-queue pause): workers claim nothing.",
+	    offsetof(struct figures, paused));
 	if (h->cfg.database_url) {
 		prom_head("aq_ledger_up", "gauge", "1 when the PostgreSQL ledger answered.");
 		printf("aq_ledger_up %d\n", h->ledger_up);
@@ -655,13 +662,8 @@ parse_options(struct health *h, int argc, char **argv)
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, CONFIG_OPTSTRING, longopts, NULL)) != -1) {
-		if (c == 'q') {
-			if (!queue_valid(optarg))
-				die_usage("invalid queue name '%.120s': want 1 to %d "
-				    "of A-Z a-z 0-9 . _ -", optarg, QUEUE_MAX);
-			if (h->nqueues == QUEUES_MAX)
-				die_usage("too many -q: at most %d", QUEUES_MAX);
-			h->queues[h->nqueues++] = optarg;
+		if (c == 'q') { /* repeatable here: several queues */
+			option_queue(optarg, h->queues, &h->nqueues, QUEUES_MAX);
 			continue;
 		}
 		if (config_option(&h->cfg, c, optarg, usage))

@@ -1,6 +1,7 @@
 /* aq-status: print the record of jobs by id, one JSON line per id, from
  * Redis or else the PostgreSQL ledger; ids come as arguments or on stdin
- * (bare, or the JSON lines aq-enqueue prints). */
+ * (bare, or the JSON lines aq-enqueue prints). With --state failed, the
+ * failed jobs of a queue instead, newest first. */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -20,6 +21,10 @@
 #include "redis.h"
 
 #define LOOKUP_BATCH 256
+#define LIMIT_DEFAULT 100
+#define LIMIT_MAX 100000
+
+enum { OPT_STATE = OPT_TOOL, OPT_LIMIT };
 
 struct lookup {
 	char id[ID_MAX + 1];
@@ -34,6 +39,9 @@ struct status_run {
 	size_t n;
 	struct jbuf out;
 	unsigned long rejected, unknown;
+	const char *state;           /* --state: list the jobs in it */
+	long limit;                  /* --limit: at most so many */
+	int listing;                 /* a job gone meanwhile is left out */
 };
 
 static void
@@ -42,7 +50,9 @@ usage(FILE *fp)
 	fprintf(fp,
 	    "usage: aq-status [-q queue] [-u url | --redis-url-file path] [--prefix p]\n"
 	    "                 [--database-url url | --database-url-file path]\n"
-	    "                 [--max-line size] [id ...]\n");
+	    "                 [--max-line size] [id ...]\n"
+	    "       aq-status [-q queue] [-u url | --redis-url-file path] [--prefix p]\n"
+	    "                 --state failed [--limit n]\n");
 }
 
 /* The ledger's records of the jobs of the batch Redis does not have (those
@@ -117,6 +127,9 @@ flush_batch(struct status_run *s)
 			job_write_record(&s->out, s->batch[i].id, s->batch[i].queue, r);
 		} else if ((row = ledger_row(ledger, &s->batch[i])) >= 0) {
 			ledger_write_record(&s->out, ledger, row);
+		} else if (s->listing) {
+			freeReplyObject(replies[i]);
+			continue;
 		} else {
 			job_write_unknown(&s->out, s->batch[i].id, s->batch[i].queue);
 			s->unknown++;
@@ -155,15 +168,73 @@ on_idle(void *ctx)
 		die_output();
 }
 
+/* The failed jobs of the queue, newest first, at most --limit, from its
+ * failed set (by finish time): read as ids are, with no scan. */
+static void
+list_failed(struct status_run *s)
+{
+	struct keys k;
+	char stop[24];
+	const char *argv[] = {"ZRANGE", k.failed, "0", stop, "REV"};
+	redisReply *r;
+
+	keys_init(&k, s->cfg.prefix, s->cfg.queue);
+	snprintf(stop, sizeof stop, "%ld", s->limit - 1);
+	r = redis_command_ok(s->redis, &s->cfg.redis, 5, argv);
+	s->listing = 1;
+	for (size_t i = 0; i < r->elements; i++)
+		if (r->element[i]->type == REDIS_REPLY_STRING &&
+		    id_valid(r->element[i]->str, r->element[i]->len))
+			add_lookup(s, r->element[i]->str, r->element[i]->len,
+			    s->cfg.queue);
+	flush_batch(s);
+	freeReplyObject(r);
+}
+
+static void
+parse_options(struct status_run *s, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CONFIG_LONG_OPTIONS,
+		CONFIG_LONG_OPTIONS_LINES,
+		CONFIG_LONG_OPTIONS_LEDGER,
+		{"state", required_argument, NULL, OPT_STATE},
+		{"limit", required_argument, NULL, OPT_LIMIT},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = config_getopt(&s->cfg, argc, argv, longopts, usage)) != -1) {
+		switch (c) {
+		case OPT_STATE:
+			if (strcmp(optarg, "failed") != 0)
+				die_usage("invalid --state '%.40s': want failed", optarg);
+			s->state = optarg;
+			break;
+		case OPT_LIMIT:
+			s->limit = option_int("--limit", optarg, 1, LIMIT_MAX);
+			break;
+		default:
+			config_bad_option(c, argv, longopts, usage);
+		}
+	}
+	if (s->limit && !s->state)
+		die_usage("--limit goes with --state");
+	if (s->state && optind < argc)
+		die_usage("give ids or --state, not both");
+	if (!s->limit)
+		s->limit = LIMIT_DEFAULT;
+}
+
 int
 main(int argc, char **argv)
 {
 	static struct status_run s;
-	int rc = 0;
+	int read_failed = 0;
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
-	config_parse_ledger(&s.cfg, argc, argv, usage);
+	parse_options(&s, argc, argv);
 	config_finish(&s.cfg);
 	stdout_watch();
 	ledger_config(&s.cfg);
@@ -172,15 +243,15 @@ main(int argc, char **argv)
 	idline_check_args(argc, argv);
 	s.redis = redis_connect(&s.cfg.redis);
 
-	if (idline_each(argc, argv, STDIN_FILENO, s.cfg.max_line, s.cfg.queue,
-	    add_lookup, on_idle, &s, &s.rejected) < 0)
-		rc = EX_IOERR;
+	if (s.state)
+		list_failed(&s);
+	else
+		read_failed = idline_each(argc, argv, STDIN_FILENO, s.cfg.max_line,
+		    s.cfg.queue, add_lookup, on_idle, &s, &s.rejected) < 0;
 	flush_batch(&s);
-	if (rc == 0)
-		rc = s.rejected ? EX_DATAERR : s.unknown ? 1 : 0;
 	jb_free(&s.out);
 	redisFree(s.redis);
 	ledger_close(&s.ledger);
 	config_free(&s.cfg);
-	return finish_stdout(rc);
+	return finish_stdout(idline_exit(read_failed, s.rejected, s.unknown));
 }

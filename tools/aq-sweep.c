@@ -398,17 +398,6 @@ sleep_ms(long long ms)
 }
 
 static void
-add_queue(struct sweeper *s, const char *q)
-{
-	if (!queue_valid(q))
-		die_usage("invalid queue name '%.120s': want 1 to %d of "
-		    "A-Z a-z 0-9 . _ -", q, QUEUE_MAX);
-	if (s->nqueues == QUEUES_MAX)
-		die_usage("too many -q: at most %d", QUEUES_MAX);
-	s->queues[s->nqueues++] = q;
-}
-
-static void
 parse_options(struct sweeper *s, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -427,7 +416,7 @@ parse_options(struct sweeper *s, int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, CONFIG_OPTSTRING, longopts, NULL)) != -1) {
 		if (c == 'q') { /* repeatable here: several queues */
-			add_queue(s, optarg);
+			option_queue(optarg, s->queues, &s->nqueues, QUEUES_MAX);
 			continue;
 		}
 		if (config_option(&s->cfg, c, optarg, usage))

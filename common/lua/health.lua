@@ -5,9 +5,10 @@
 -- Returns HEALTH_FIGURES values: {waiting, delayed, active, live workers, oldest waiting age ms
 -- (-1 when none waits), server time ms, stats as a flat field/value list,
 -- finished jobs waiting for the ledger's archive, log entries the archive
--- has not read (-1: no archive; -2: unknown, the log was capped past it)}.
+-- has not read (-1: no archive; -2: unknown, the log was capped past it),
+-- 1 when the queue is paused (aq-queue pause) else 0}.
 -- The count is script.h's, of the same name (tests/unit.c compares them).
-local HEALTH_FIGURES = 9
+local HEALTH_FIGURES = 10
 local now = now_ms()
 local Q = queue_keys(ARGV[1])
 
@@ -47,6 +48,6 @@ end
 local figures = {redis.call('ZCARD', Q.wait), redis.call('ZCARD', Q.delayed),
   redis.call('ZCARD', Q.active), redis.call('ZCOUNT', Q.workers, now, '+inf'),
   oldest_age(), now, redis.call('HGETALL', Q.stats),
-  redis.call('ZCARD', Q.unarchived), archive_lag()}
+  redis.call('ZCARD', Q.unarchived), archive_lag(), redis.call('EXISTS', Q.paused)}
 assert(#figures == HEALTH_FIGURES, 'health.lua returns HEALTH_FIGURES values')
 return figures

@@ -57,7 +57,8 @@ local function queue_keys(base)
     log = KEYS[5], seq = KEYS[6], wake = KEYS[7], done = KEYS[8],
     workers = KEYS[9], base = base, job = base .. 'job:',
     events = base .. 'events:', worker = base .. 'worker:',
-    ledger = base .. 'ledger', unarchived = base .. 'unarchived'}
+    ledger = base .. 'ledger', unarchived = base .. 'unarchived',
+    failed = base .. 'failed', paused = base .. 'paused'}
 end
 
 -- Where a finished job goes: the done set orders finished jobs by time, so
@@ -78,7 +79,7 @@ end
 
 -- Finished jobs of one call, for their set entries and counters to be
 -- written once per call rather than once per job (each redis.call costs).
-local function new_batch() return {zargs = {}, counts = {}, order = {}} end
+local function new_batch() return {zargs = {}, failed = {}, counts = {}, order = {}} end
 local function batch_count(B, counter, n)
   if not B.counts[counter] then
     B.counts[counter] = 0
@@ -88,24 +89,40 @@ local function batch_count(B, counter, n)
 end
 local function batch_write(Q, B)
   if #B.zargs > 0 then redis.call('ZADD', finished_set(Q), unpack(B.zargs)) end
+  if #B.failed > 0 then redis.call('ZADD', Q.failed, unpack(B.failed)) end
   for _, counter in ipairs(B.order) do
     redis.call('HINCRBY', Q.stats, counter, B.counts[counter])
   end
 end
 
 -- a job reaches a final state: succeeded, failed or cancelled; with a
--- batch B its set entry and counter wait for batch_write
+-- batch B its set entries and counter wait for batch_write. A failed job
+-- also goes on the failed set (by finish time), where aq-status --state
+-- failed and aq-retry find it without a scan.
 local function finish(Q, log, key, id, status, now, fields, B)
   redis.call('HSET', key, 'status', status, 'finished', int(now), unpack(fields))
   if B then
     B.zargs[#B.zargs + 1] = now
     B.zargs[#B.zargs + 1] = id
+    if status == 'failed' then
+      B.failed[#B.failed + 1] = now
+      B.failed[#B.failed + 1] = id
+    end
     batch_count(B, status, 1)
   else
     redis.call('HINCRBY', Q.stats, status, 1)
     redis.call('ZADD', finished_set(Q), now, id)
+    if status == 'failed' then redis.call('ZADD', Q.failed, now, id) end
   end
   log_add(log, status, id)
+end
+
+-- a finished job leaves the sets of finished jobs (it is retried, or
+-- deleted)
+local function unfinish(Q, id)
+  redis.call('ZREM', Q.done, id)
+  redis.call('ZREM', Q.unarchived, id)
+  redis.call('ZREM', Q.failed, id)
 end
 
 -- a job goes back on the wait set; returns 1 (for counting wake-ups)

@@ -11,7 +11,8 @@
 --   stale    queued jobs waiting longer than max wait, failed: {id, ...}
 --   workers  workers whose heartbeat expired, removed: {worker id, ...}
 --   trim     finished jobs older than the retention, deleted with their
---            events; the log stream capped: {id, ...}
+--            events (and their failed set entry); the log stream capped:
+--            {id, ...}
 local now = now_ms()
 local Q = queue_keys(ARGV[2])
 local action, cap, limit, param = ARGV[1], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -78,6 +79,7 @@ local function trim_finished(retention)
   for _, id in ipairs(old) do
     redis.call('DEL', Q.job .. id, Q.events .. id)
     redis.call('ZREM', Q.done, id)
+    redis.call('ZREM', Q.failed, id)
     out[#out + 1] = id
   end
   looked = #old

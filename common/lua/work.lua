@@ -1,5 +1,5 @@
 -- work.lua: a worker's one round trip: report finished jobs, promote due
--- delayed jobs, claim up to k jobs.
+-- delayed jobs, claim up to k jobs (none while the queue is paused).
 -- KEYS: the queue keys of lib.lua's queue_keys
 -- ARGV: 1 key base ("aq:{q}:"), 2 worker id, 3 lease ms, 4 k (jobs to
 --       claim), 5 log cap, 6 most delayed jobs to promote, 7 n (reports),
@@ -14,7 +14,8 @@
 -- delayed due ms or -1, server time ms}.
 -- This is the hot path: two redis.call per job reported (an HMGET and an
 -- HSET) and two per job claimed (the same), the
--- set entries and counters of the whole call written once.
+-- set entries and counters of the whole call written once; one EXISTS per
+-- call asks whether the queue is paused.
 -- REPORT_FIELDS and CLAIM_FIELDS are script.h's, of the same names
 -- (tests/unit.c compares them); WORK_FIXED_ARGS counts ARGV 1 to 7 above.
 local WORK_FIXED_ARGS = 7
@@ -96,9 +97,11 @@ if head[2] and tonumber(head[2]) <= now then
 end
 
 -- 3. claim: the best k of the wait set, each with a fresh lease token (the
--- job's claim counter, counted up: a new token for every claim)
+-- job's claim counter, counted up: a new token for every claim); nothing
+-- while the queue is paused (aq-queue pause): the worker then waits on the
+-- wake list as on an empty queue, and resume wakes it
 local claimed, active = {}, {}
-if k > 0 then
+if k > 0 and redis.call('EXISTS', Q.paused) == 0 then
   local popped = redis.call('ZPOPMIN', Q.wait, k)
   for i = 1, #popped, 2 do
     local id = popped[i]
