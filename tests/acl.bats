@@ -31,6 +31,7 @@ load_users() {
 	done <acl.rules
 }
 teardown() {
+	show_logs_on_failure
 	local pid
 	for pid in $(cat "$BATS_TEST_TMPDIR"/*.pid 2>/dev/null); do
 		kill -KILL "$pid" 2>/dev/null

@@ -9,6 +9,7 @@ setup_file() { redis_start; }
 teardown_file() { redis_stop; }
 setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 teardown() {
+	show_logs_on_failure
 	# a subscriber a failed test left behind
 	[ -z "${sub_pid:-}" ] || kill "$sub_pid" 2>/dev/null
 	return 0

@@ -12,6 +12,7 @@ setup_file() { redis_start; }
 teardown_file() { redis_stop; }
 setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 teardown() {
+	show_logs_on_failure
 	# whatever failed: no pipeline of this test lives on, no password stays
 	kill_started --children
 	if [ -e "$BATS_TEST_TMPDIR/requirepass" ]; then

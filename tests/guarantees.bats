@@ -29,6 +29,7 @@ setup() {
 }
 
 teardown() {
+	show_logs_on_failure
 	# whatever happened, nothing this test started lives on
 	kill_started
 	redis_plain_again

@@ -19,6 +19,7 @@ setup() {
 	: >"$RECORD"
 }
 teardown() {
+	show_logs_on_failure
 	# whatever happened, no worker of this test lives on, and the server
 	# is up for the next test
 	local pid

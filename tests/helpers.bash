@@ -125,6 +125,19 @@ finish() {
 	echo "$rc" >"$BATS_TEST_TMPDIR/$1.rc"
 }
 
+# show_logs_on_failure: in a teardown, when the test failed, the last lines
+# of what the tools it started said (NAME.err, worker.NAME.err), so that a
+# failure in CI says why.
+show_logs_on_failure() {
+	[ -z "${BATS_TEST_COMPLETED:-}" ] || return 0
+	local f
+	for f in "$BATS_TEST_TMPDIR"/*.err; do
+		[ -s "$f" ] || continue
+		echo "# --- ${f##*/}"
+		tail -n 40 "$f"
+	done >&2
+}
+
 # kill_started [--children]: SIGKILL what start_bg (or a NAME.pid file of
 # the test's temp dir) started and is still running, stopped or not (with
 # --children, its children first), and reap it: a teardown's first step.

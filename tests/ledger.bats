@@ -27,6 +27,7 @@ setup() {
 }
 
 teardown() {
+	show_logs_on_failure
 	kill_started
 	rcli client unpause >/dev/null 2>&1 || true
 	return 0

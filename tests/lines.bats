@@ -20,6 +20,7 @@ setup() {
 	: >"$LINES_LOG"
 }
 teardown() {
+	show_logs_on_failure
 	local pid
 	for pid in $(cat "$BATS_TEST_TMPDIR"/worker.*.pid "$BATS_TEST_TMPDIR"/*.pid 2>/dev/null); do
 		kill -CONT "$pid" 2>/dev/null

@@ -11,6 +11,7 @@ setup_file() { redis_start; }
 teardown_file() { redis_stop; }
 setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 teardown() {
+	show_logs_on_failure
 	# whatever happened, nothing this test started lives on
 	kill_started
 	return 0

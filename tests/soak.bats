@@ -15,6 +15,7 @@ setup() {
 	rcli flushall >/dev/null
 }
 teardown() {
+	show_logs_on_failure
 	local pid
 	for pid in $(cat "$BATS_TEST_TMPDIR"/*.pid 2>/dev/null); do
 		kill -KILL "$pid" 2>/dev/null

@@ -13,6 +13,7 @@ setup_file() { redis_start; }
 teardown_file() { redis_stop; }
 setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 teardown() {
+	show_logs_on_failure
 	# nothing started here lives on, and the server is up for the next test
 	local pid
 	for pid in $(cat "$BATS_TEST_TMPDIR"/bg.*.pid 2>/dev/null); do

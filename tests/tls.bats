@@ -87,6 +87,7 @@ setup() {
 	tls_cli flushall >/dev/null
 }
 teardown() {
+	show_logs_on_failure
 	local pid
 	for pid in $(cat "$BATS_TEST_TMPDIR"/*.pid 2>/dev/null); do
 		kill -KILL "$pid" 2>/dev/null

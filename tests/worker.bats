@@ -16,6 +16,7 @@ setup() {
 	: >"$RECORD"
 }
 teardown() {
+	show_logs_on_failure
 	# whatever happened, no worker or handler of this test lives on
 	local pid
 	for pid in $(cat "$BATS_TEST_TMPDIR"/worker.*.pid 2>/dev/null); do
