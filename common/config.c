@@ -148,7 +148,7 @@ resolve_url(struct config *c)
 }
 
 void
-config_finish(struct config *c)
+config_check_names(const struct config *c)
 {
 	if (!queue_valid(c->queue))
 		die_usage("invalid queue name '%.120s' (from %s): want 1 to %d "
@@ -156,6 +156,12 @@ config_finish(struct config *c)
 	if (!prefix_valid(c->prefix))
 		die_usage("invalid key prefix '%.80s' (from %s): want 1 to %d "
 		    "of A-Z a-z 0-9 . _ : -", c->prefix, c->prefix_from, PREFIX_MAX);
+}
+
+void
+config_finish(struct config *c)
+{
+	config_check_names(c);
 	resolve_url(c);
 }
 

@@ -67,6 +67,10 @@ int config_option(struct config *c, int opt, const char *arg,
  * naming the source of a bad value. */
 void config_finish(struct config *c);
 
+/* config_check_names: config_finish's check of the queue and prefix
+ * alone, for a tool that has no Redis to reach. */
+void config_check_names(const struct config *c);
+
 /* config_database: the PostgreSQL ledger's connection string from
  * --database-url, --database-url-file, AQ_DATABASE_URL, AQ_DATABASE_URL_FILE
  * (in that order) into c->database_url, or NULL when none is given: no

@@ -88,8 +88,8 @@ write_field(struct jbuf *b, const char *name, enum field_kind kind,
 	}
 }
 
-_Static_assert(sizeof fields / sizeof fields[0] == JOB_FIELDS,
-    "JOB_FIELDS counts the fields of a record");
+_Static_assert(sizeof fields / sizeof fields[0] == JOB_FIELDS && JOB_ERROR + 1 == JOB_FIELDS,
+    "JOB_FIELDS counts the fields of a record, enum job_field names them");
 
 void
 job_write_values(struct jbuf *b, const char *id, const char *queue,

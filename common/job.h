@@ -42,6 +42,13 @@ void job_write_record(struct jbuf *b, const char *id, const char *queue,
  * job_write_values takes their values. */
 #define JOB_FIELDS 14
 
+/* The index of each field among the values job_write_values takes. */
+enum job_field {
+	JOB_STATUS, JOB_ATTEMPT, JOB_MAX_ATTEMPTS, JOB_PRIORITY, JOB_CREATED,
+	JOB_RUN_AT, JOB_STARTED, JOB_FINISHED, JOB_TIMEOUT, JOB_WORKER,
+	JOB_EXIT_CODE, JOB_PAYLOAD, JOB_RESULT, JOB_ERROR
+};
+
 /* job_write_values: job_write_record from the stored text of each field
  * (values[i] of lens[i] bytes, NULL when not stored; times in epoch ms):
  * how the ledger's rows are printed like Redis's hashes. */

@@ -13,8 +13,6 @@
 #include "redis.h"
 #include "script.h"
 
-#define SHUTDOWN_KILL_MS 2000 /* after the grace period, SIGTERM to SIGKILL */
-
 /* ---- connections ------------------------------------------------------ */
 
 static void
@@ -80,11 +78,7 @@ on_grace_over(uv_timer_t *t)
 	if (w->running > 0)
 		warnmsg("grace period over: stopping %d handler%s; what they do not "
 		    "finish goes back on the queue", w->running, w->running == 1 ? "" : "s");
-	for (int i = 0; i < w->o->concurrency; i++) {
-		slot_stop(&w->slots[i], STOP_SHUTDOWN, SHUTDOWN_KILL_MS);
-		if (w->slots[i].up && !w->slots[i].busy && !w->slots[i].exited)
-			child_signal_group(w->slots[i].child.pid, SIGKILL);
-	}
+	slots_shutdown(w, SHUTDOWN_KILL_MS);
 	if (!w->cmd.ready)
 		w->state = ABANDONING;
 	else if (w->state == DRAINING || stopped_at_once(w))
@@ -209,13 +203,7 @@ unregister(struct worker *w)
 static void
 cleanup(struct worker *w)
 {
-	for (int i = 0; i < w->o->concurrency; i++) {
-		free(w->slots[i].last);
-		free(w->slots[i].payload);
-		free(w->slots[i].payload_in);
-		lines_free(&w->slots[i].outl);
-		lines_free(&w->slots[i].errl);
-	}
+	free_slots_of(w);
 	reports_clear(w);
 	free(w->reports);
 	for (size_t i = 0; i < w->nahead; i++)
@@ -224,7 +212,6 @@ cleanup(struct worker *w)
 	held_free_all(w);
 	script_args_free(&w->events);
 	script_args_free(&w->call);
-	free(w->slots);
 	jb_free(&w->jb);
 }
 
@@ -235,6 +222,7 @@ worker_run(const struct worker_options *o)
 	uv_loop_t loop;
 
 	w.o = o;
+	w.backend = &backend_redis;
 	w.loop = &loop;
 	w.held_tail = &w.held;
 	uv_loop_init(&loop);

@@ -20,6 +20,7 @@
 
 #define ERROR_TAIL 4096       /* bytes of a handler's stderr kept for `error` */
 #define HELD_MAX (8 << 20)    /* bytes of event calls held for Redis at most */
+#define SHUTDOWN_KILL_MS 2000 /* after the grace period, SIGTERM to SIGKILL */
 
 enum stop_reason { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_SHUTDOWN, STOP_LEASE };
 
@@ -87,6 +88,7 @@ struct slot {
 	int shutting;               /* line mode: stdin closed to end it */
 	uint64_t guarded;           /* the keeper kills the process then (0: never) */
 	uv_timer_t restart;
+	void *job;                  /* the backend's own record of the job */
 };
 
 /*
@@ -145,8 +147,36 @@ enum cmd_link {
 
 struct held_call;
 
+/*
+ * The backend of a worker: where its jobs come from and where what their
+ * handlers say goes. The slots (worker_slot.c, worker_outcome.c) run the
+ * handlers and call it; Redis is aq-worker's (backend_redis, the rest of
+ * worker*.c), standard input and output aq-run's (worker_direct.c).
+ */
+struct backend {
+	/* started: the job of s started; its claim was sent at claimed_at */
+	void (*started)(struct slot *s, uint64_t claimed_at);
+	/* events_begin, event, events_end: the output lines of the job of s
+	 * read at once: events_begin, then event for each (kind "stdout" or
+	 * "stderr"), then events_end */
+	void (*events_begin)(struct slot *s);
+	void (*event)(struct slot *s, const char *kind, const char *line, size_t n);
+	void (*events_end)(struct slot *s);
+	/* report: the outcome of the job of s (r's id and token unset); takes
+	 * r->result and r->error */
+	void (*report)(struct slot *s, struct report *r);
+	/* freed: a job ended, its slot is free */
+	void (*freed)(struct worker *w);
+	/* kick: something else changed (a line-mode process went down) */
+	void (*kick)(struct worker *w);
+};
+
+/* backend_redis: aq-worker's. */
+extern const struct backend backend_redis;
+
 struct worker {
 	const struct worker_options *o;
+	const struct backend *backend;
 	struct held_call *held, **held_tail;
 	size_t held_bytes;
 	struct script_args events;  /* the event call being built */
@@ -214,6 +244,11 @@ void slot_start(struct slot *s, const char *id, const char *token,
  * (at once when 0); why is remembered for the outcome. */
 void slot_stop(struct slot *s, enum stop_reason why, int64_t grace_ms);
 
+/* slots_shutdown: the end of a grace period: slot_stop every handler
+ * (STOP_SHUTDOWN, SIGKILL grace_ms later); a line-mode process between
+ * jobs gets SIGKILL. */
+void slots_shutdown(struct worker *w, int64_t grace_ms);
+
 /* slot_job_done: the job of s is over (reported, or its lease lost): free
  * the slot, start a job claimed ahead on it, kick the worker. */
 void slot_job_done(struct slot *s);
@@ -223,6 +258,9 @@ struct slot *slot_by_id(struct worker *w, const char *id, size_t n);
 
 /* on_sigchld: reap the handlers that exited. */
 void on_sigchld(uv_signal_t *h, int sig);
+
+/* free_slots_of: free what the slots of w hold (the loop is over). */
+void free_slots_of(struct worker *w);
 
 /* lines_still_up: line mode, the worker ending: close the stdin of every
  * handler still up (killed after the grace period); 1 while one is up. */
@@ -245,11 +283,10 @@ void line_answer(struct slot *s, const char *line, size_t n);
  * a new string. */
 char *json_or_string(const char *s, size_t n);
 
-/* report_new, report_add: a new report (of job id, or of the job of s),
- * its result and error empty; valid until the reports change. */
+/* report_new: a new report of job id, its result and error empty; valid
+ * until the reports change. */
 struct report *report_new(struct worker *w, const char *id, const char *token,
     const char *outcome);
-struct report *report_add(struct worker *w, const struct slot *s, const char *outcome);
 
 /* report_by_seq: the report numbered seq, or NULL. */
 struct report *report_by_seq(struct worker *w, uint64_t seq);
@@ -268,7 +305,7 @@ size_t reports_unsent(const struct worker *w);
  * has no line or too much is held already (its lines are then counted as
  * dropped), and sends it. */
 void events_begin(struct slot *s);
-void event_line(struct worker *w, const char *kind, const char *line, size_t n);
+void event_line(struct slot *s, const char *kind, const char *line, size_t n);
 void send_events(struct slot *s);
 
 /* send_held: send, in order, the event calls held and not sent yet. */

@@ -1,5 +1,6 @@
 /* worker_outbox.c: what waits to be sent to Redis: outcomes to report,
- * and output lines as event calls, held until Redis has answered them. */
+ * and output lines as event calls, held until Redis has answered them;
+ * the Redis backend of the slots. */
 #include "worker_impl.h"
 
 #include <stdio.h>
@@ -49,10 +50,16 @@ report_new(struct worker *w, const char *id, const char *token, const char *outc
 	return r;
 }
 
-struct report *
-report_add(struct worker *w, const struct slot *s, const char *outcome)
+/* backend.report: r, of the job of s, to be sent with the next work call. */
+static void
+report_take(struct slot *s, struct report *r)
 {
-	return report_new(w, s->id, s->token, outcome);
+	struct report *q = report_new(s->w, s->id, s->token, r->outcome);
+
+	q->result = r->result;
+	q->error = r->error;
+	memcpy(q->exit_code, r->exit_code, sizeof q->exit_code);
+	memcpy(q->delay, r->delay, sizeof q->delay);
 }
 
 struct report *
@@ -121,8 +128,10 @@ events_begin(struct slot *s)
 }
 
 void
-event_line(struct worker *w, const char *kind, const char *line, size_t n)
+event_line(struct slot *s, const char *kind, const char *line, size_t n)
 {
+	struct worker *w = s->w;
+
 	jb_reset(&w->jb);
 	jb_json_or_str(&w->jb, line, n);
 	script_args_arg(&w->events, kind);
@@ -247,3 +256,23 @@ held_free_all(struct worker *w)
 	w->held_tail = &w->held;
 	w->held_bytes = 0;
 }
+
+/* ---- the backend ------------------------------------------------------ */
+
+/* backend.freed: the jobs claimed ahead go on; report, claim, maybe end. */
+static void
+slot_freed(struct worker *w)
+{
+	start_ahead_jobs(w);
+	worker_kick(w);
+}
+
+const struct backend backend_redis = {
+	.started = slot_lease_renewed,
+	.events_begin = events_begin,
+	.event = event_line,
+	.events_end = send_events,
+	.report = report_take,
+	.freed = slot_freed,
+	.kick = worker_kick,
+};

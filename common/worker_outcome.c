@@ -89,22 +89,32 @@ report_failure(struct slot *s, const char *outcome, const char *why,
     const char *exit_code)
 {
 	struct worker *w = s->w;
-	struct report *r = report_add(w, s, outcome);
+	struct report r = {.outcome = outcome};
 	size_t n = strlen(why) + s->errtail_len + 2;
 
-	snprintf(r->exit_code, sizeof r->exit_code, "%s", exit_code);
-	free(r->error);
-	r->error = xmalloc(n);
-	snprintf(r->error, n, "%s%s%.*s", why, s->errtail_len ? "\n" : "",
+	snprintf(r.exit_code, sizeof r.exit_code, "%s", exit_code);
+	r.error = xmalloc(n);
+	snprintf(r.error, n, "%s%s%.*s", why, s->errtail_len ? "\n" : "",
 	    (int)(s->errtail_len ? s->errtail_len - 1 : 0), s->errtail);
 	if (strcmp(outcome, "retry") == 0)
-		snprintf(r->delay, sizeof r->delay, "%lld",
+		snprintf(r.delay, sizeof r.delay, "%lld",
 		    (long long)retry_delay(w, s->attempt));
 	if (strcmp(outcome, "retry") == 0 && s->attempt >= s->max_attempts)
-		r->outcome = outcome = "failed";
+		r.outcome = outcome = "failed";
 	warnmsg("job %s: attempt %d of %d %s (%s)", s->id, s->attempt,
 	    s->max_attempts, strcmp(outcome, "retry") == 0 ? "failed, will be retried" :
 	    outcome, why);
+	w->backend->report(s, &r);
+}
+
+/* Report a job that succeeded with result (a new string). */
+static void
+report_success(struct slot *s, char *result, const char *exit_code)
+{
+	struct report r = {.outcome = "succeeded", .result = result};
+
+	snprintf(r.exit_code, sizeof r.exit_code, "%s", exit_code);
+	s->w->backend->report(s, &r);
 }
 
 void
@@ -116,10 +126,8 @@ slot_report(struct slot *s)
 	if (!s->exec_errno && WIFEXITED(s->status))
 		snprintf(code, sizeof code, "%d", WEXITSTATUS(s->status));
 	if (strcmp(outcome, "succeeded") == 0) {
-		struct report *r = report_add(s->w, s, outcome);
-		snprintf(r->exit_code, sizeof r->exit_code, "%s", code);
-		free(r->result);
-		r->result = s->last ? json_or_string(s->last, s->last_len) : xstrdup("null");
+		report_success(s, s->last ? json_or_string(s->last, s->last_len) :
+		    xstrdup("null"), code);
 		return;
 	}
 	describe_end(s, why, sizeof why);
@@ -156,9 +164,7 @@ line_answer(struct slot *s, const char *line, size_t n)
 			report_failure(s, strcmp(status, "retry") == 0 ? "retry" :
 			    "failed", why, "");
 	} else if (!s->lost) {
-		struct report *r = report_add(s->w, s, "succeeded");
-		free(r->result);
-		r->result = json_or_string(line, n);
+		report_success(s, json_or_string(line, n), "");
 	}
 	json_decref(doc);
 	slot_job_done(s);

@@ -56,7 +56,7 @@ take_line(struct slot *s, int is_err, char *line, size_t n)
 	if (is_err) {
 		fprintf(stderr, "%s: %.*s\n", s->id, (int)n, line);
 		keep_error_tail(s, line, n);
-		event_line(s->w, "stderr", line, n);
+		s->w->backend->event(s, "stderr", line, n);
 		return;
 	}
 	if (s->w->o->lines) {
@@ -66,7 +66,7 @@ take_line(struct slot *s, int is_err, char *line, size_t n)
 	free(s->last);
 	s->last = xstrndup(line, n);
 	s->last_len = n;
-	event_line(s->w, "stdout", line, n);
+	s->w->backend->event(s, "stdout", line, n);
 }
 
 /* Cut the lines out of l (and the rest too when at_eof or l is full). */
@@ -132,9 +132,9 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		return;
 	if (n > 0)
 		l->len += (size_t)n;
-	events_begin(s); /* the lines cut are its events */
+	s->w->backend->events_begin(s); /* the lines cut are its events */
 	cut_lines(s, is_err, l, n < 0);
-	send_events(s);
+	s->w->backend->events_end(s);
 	if (n < 0)
 		close_pipe((uv_pipe_t *)st);
 }
@@ -178,6 +178,16 @@ slot_stop(struct slot *s, enum stop_reason why, int64_t grace_ms)
 	child_signal_group(s->child.pid, SIGTERM);
 	if (!uv_is_active((uv_handle_t *)&s->kill))
 		uv_timer_start(&s->kill, on_kill, (uint64_t)grace_ms, 0);
+}
+
+void
+slots_shutdown(struct worker *w, int64_t grace_ms)
+{
+	for (int i = 0; i < w->o->concurrency; i++) {
+		slot_stop(&w->slots[i], STOP_SHUTDOWN, grace_ms);
+		if (w->slots[i].up && !w->slots[i].busy && !w->slots[i].exited)
+			child_signal_group(w->slots[i].child.pid, SIGKILL);
+	}
 }
 
 static void
@@ -320,7 +330,7 @@ slot_start(struct slot *s, const char *id, const char *token, char *payload,
 	w->running++;
 	if (!w->o->lines)
 		memset(&s->child, 0, sizeof s->child);
-	slot_lease_renewed(s, claimed_at);
+	w->backend->started(s, claimed_at);
 	if (s->timeout_ms > 0)
 		uv_timer_start(&s->timeout, on_timeout_fired, (uint64_t)s->timeout_ms, 0);
 	if (w->o->lines) {
@@ -357,8 +367,7 @@ slot_job_done(struct slot *s)
 	s->last = NULL;
 	s->busy = 0;
 	w->running--;
-	start_ahead_jobs(w);
-	worker_kick(w);
+	w->backend->freed(w);
 }
 
 /* Line mode: the process of s is gone (exited, pipes closed). Its next
@@ -408,7 +417,7 @@ slot_maybe_complete(struct slot *s)
 		if (busy)
 			slot_job_done(s);
 		else
-			worker_kick(w);
+			w->backend->kick(w);
 		return;
 	}
 	if (!s->busy || w->o->lines)
@@ -485,6 +494,20 @@ on_sigchld(uv_signal_t *h, int sig)
 		uv_timer_start(&s->kill, on_drain_over, DRAIN_MS, 0);
 		slot_maybe_complete(s);
 	}
+}
+
+void
+free_slots_of(struct worker *w)
+{
+	for (int i = 0; i < w->o->concurrency; i++) {
+		free(w->slots[i].last);
+		free(w->slots[i].payload);
+		free(w->slots[i].payload_in);
+		lines_free(&w->slots[i].outl);
+		lines_free(&w->slots[i].errl);
+	}
+	free(w->slots);
+	w->slots = NULL;
 }
 
 void

@@ -1,24 +1,21 @@
 /* aq-worker: run any program as a reliable worker: aq-worker -- CMD ARGS
  * runs CMD once per job of the queue, with leases, retries, timeouts,
  * cancellation and graceful shutdown. */
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "child.h"
 #include "config.h"
-#include "id.h"
+#include "handler.h"
 #include "log.h"
 #include "redis.h"
 #include "worker.h"
 
 #define CONCURRENCY_MAX 1024
-#define WORKER_ID_MAX 200
 
 enum { OPT_LEASE = OPT_TOOL, OPT_GRACE, OPT_TIMEOUT, OPT_BACKOFF, OPT_MAX_JOBS,
 	OPT_BURST, OPT_WORKER_ID, OPT_LINES, OPT_PREFETCH };
@@ -100,75 +97,6 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 	}
 }
 
-/* AQ_WORKER_ID, --worker-id, or host:pid; ids follow the job id rules. */
-static const char *
-resolve_worker_id(const char *given)
-{
-	static char id[WORKER_ID_MAX + 1];
-	char host[128];
-	const char *env = getenv("AQ_WORKER_ID");
-
-	if (!given && env && *env)
-		given = env;
-	if (given) {
-		if (!id_valid(given, strlen(given)))
-			die_usage("invalid worker id '%.80s': want 1 to %d of "
-			    "A-Z a-z 0-9 . _ : @ / -", given, ID_MAX);
-		return given;
-	}
-	if (gethostname(host, sizeof host) < 0 || !id_valid(host, strnlen(host, sizeof host)))
-		snprintf(host, sizeof host, "host");
-	snprintf(id, sizeof id, "%s:%d", host, (int)getpid());
-	return id;
-}
-
-/* The handler command cannot be run (errno says why): exit EX_USAGE,
- * before anything is claimed, saying what to do. */
-static void
-die_cannot_run(const char *cmd)
-{
-	int e = errno;
-	const char *why = strerror(e);
-	char cwd[512];
-	struct stat st;
-
-	if (e == ENOENT && !strchr(cmd, '/'))
-		die(EX_USAGE, "cannot run %s: %s: no %s in any directory of PATH; "
-		    "give its path (./%s), or add its directory to PATH", cmd, why,
-		    cmd, cmd);
-	if (e == ENOENT)
-		die(EX_USAGE, "cannot run %s: %s; give the path of the handler "
-		    "after -- (a relative one starts from %s)", cmd, why,
-		    getcwd(cwd, sizeof cwd) ? cwd : "the current directory");
-	if (e == EISDIR)
-		die(EX_USAGE, "cannot run %s: %s; give the handler's file, not a "
-		    "directory", cmd, why);
-	if (e == EACCES && stat(cmd, &st) == 0 && !S_ISREG(st.st_mode))
-		die(EX_USAGE, "cannot run %s: %s: not a regular file; give the "
-		    "handler's file", cmd, why);
-	if (e == EACCES && stat(cmd, &st) == 0)
-		die(EX_USAGE, "cannot run %s: %s: it is not executable; make it so "
-		    "(chmod +x %s), or give its interpreter first (-- sh %s)", cmd,
-		    why, cmd, cmd);
-	die(EX_USAGE, "cannot run %s: %s", cmd, why);
-}
-
-/* The #! line of the handler names an interpreter that cannot be run
- * (errno says why): exit EX_USAGE, as the kernel would fail every job. */
-static void
-die_bad_interpreter(const char *cmd, const char *interp)
-{
-	const char *why = strerror(errno);
-	size_t n = strlen(interp);
-
-	if (n > 0 && interp[n - 1] == '\r')
-		die(EX_USAGE, "cannot run %s: its #! line names %.*s followed by a "
-		    "carriage return: the file has CRLF line ends; convert them "
-		    "(sed -i 's/\\r$//' %s)", cmd, (int)n - 1, interp, cmd);
-	die(EX_USAGE, "cannot run %s: its #! line names %s: %s; fix that line, "
-	    "or give an interpreter first (-- sh %s)", cmd, interp, why, cmd);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -176,7 +104,6 @@ main(int argc, char **argv)
 	struct worker_options o = {.concurrency = 1, .lease_ms = 30000,
 	    .grace_ms = 10000, .backoff_ms = 1000, .prefetch = -1};
 	redisContext *probe;
-	char interp[256];
 
 	log_init(argv[0]);
 	config_init(&cfg);
@@ -194,12 +121,9 @@ main(int argc, char **argv)
 	if (optind >= argc)
 		die_usage("no command to run: aq-worker [options] -- command [argument ...]");
 	o.argv = argv + optind;
-	if (child_find_command(o.argv[0]) < 0)
-		die_cannot_run(o.argv[0]);
-	if (child_check_interpreter(o.argv[0], interp, sizeof interp) < 0)
-		die_bad_interpreter(o.argv[0], interp);
+	handler_check_or_die(o.argv[0]);
 	o.cfg = &cfg;
-	o.worker_id = resolve_worker_id(o.worker_id);
+	o.worker_id = handler_worker_id(o.worker_id);
 
 	probe = redis_connect(&cfg.redis); /* exit 69 or 77 now, not in the loop */
 	redisFree(probe);
