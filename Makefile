@@ -35,7 +35,7 @@ override LDLIBS += $(PKG_LIBS)
 override LDFLAGS += -Wl,--as-needed $(SAN)
 
 TOOLS    = aq-enqueue aq-status aq-cancel aq-retry aq-queue aq-worker aq-sweep aq-publish \
-           aq-subscribe aq-health
+           aq-subscribe aq-health aq-run
 COMMON   = $(patsubst common/%.c,$(BUILD)/%.o,$(wildcard common/*.c)) $(BUILD)/scripts.o
 LUA      = $(wildcard common/lua/*.lua)
 HEADERS  = $(wildcard common/*.h)

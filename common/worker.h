@@ -1,6 +1,7 @@
 /* worker.h: the worker engine behind aq-worker: one libuv loop that claims
  * jobs, runs a handler per job, streams its output, renews leases, obeys
- * cancellations and timeouts, reports outcomes, and shuts down gracefully. */
+ * cancellations and timeouts, reports outcomes, and shuts down gracefully;
+ * and the same slots fed from standard input, behind aq-run. */
 #ifndef AQ_WORKER_H
 #define AQ_WORKER_H
 
@@ -27,5 +28,20 @@ struct worker_options {
  * max_jobs); returns the exit code: 0, or EX_TEMPFAIL when stopped at once
  * by a second signal. */
 int worker_run(const struct worker_options *o);
+
+/* What aq-run adds to worker_options: how it makes and shows its jobs. */
+struct direct_options {
+	int max_attempts;           /* --max-attempts */
+	int events;                 /* --events: output lines on stdout too */
+};
+
+/* worker_run_direct: aq-run's engine, with no Redis: each JSON line of fd
+ * is a job, run by the handler of o on its slots as worker_run runs one
+ * (the same slots), retried in this process after its backoff; the final
+ * record of each job goes to stdout. Returns the exit code: 0 when every
+ * job succeeded, 1 when one did not, EX_DATAERR when lines were rejected,
+ * EX_IOERR when the input could not be read. */
+int worker_run_direct(const struct worker_options *o,
+    const struct direct_options *d, int fd);
 
 #endif
