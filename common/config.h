@@ -21,6 +21,7 @@ enum {
 	OPT_VERSION,
 	OPT_DATABASE_URL,
 	OPT_DATABASE_URL_FILE,
+	OPT_HANDLER = 280,   /* handler.h's, of the tools that run handlers */
 	OPT_TOOL = 300
 };
 

@@ -3,6 +3,7 @@
 #include "handler.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,8 @@
 #define WORKER_ID_MAX 200
 
 /* AQ_WORKER_ID, --worker-id, or host:pid; ids follow the job id rules. */
-const char *
-handler_worker_id(const char *given)
+static const char *
+worker_id(const char *given)
 {
 	static char id[WORKER_ID_MAX + 1];
 	char host[128];
@@ -84,8 +85,10 @@ die_bad_interpreter(const char *cmd, const char *interp)
 	    "or give an interpreter first (-- sh %s)", cmd, interp, why, cmd);
 }
 
-void
-handler_check_or_die(const char *cmd)
+/* The handler command cmd cannot be run, or names in its #! line an
+ * interpreter that cannot be: exit EX_USAGE, as every job would fail. */
+static void
+check_command(const char *cmd)
 {
 	char interp[256];
 
@@ -93,4 +96,50 @@ handler_check_or_die(const char *cmd)
 		die_cannot_run(cmd);
 	if (child_check_interpreter(cmd, interp, sizeof interp) < 0)
 		die_bad_interpreter(cmd, interp);
+}
+
+void
+handler_command(struct worker_options *o, int argc, char **argv)
+{
+	if (argc < 1)
+		die_usage("no command to run: %s [options] -- command [argument ...]",
+		    log_progname());
+	o->argv = argv;
+	check_command(argv[0]);
+	o->worker_id = worker_id(o->worker_id);
+}
+
+void
+handler_keeper_start(void)
+{
+	signal(SIGPIPE, SIG_IGN); /* a handler that does not read its payload */
+	if (child_keeper_start() < 0)
+		die(EX_OSERR, "cannot start the keeper process:");
+}
+
+int
+handler_option(struct worker_options *o, int c, const char *arg)
+{
+	switch (c) {
+	case 'c':
+		o->concurrency = (int)option_int("--concurrency", arg, 1, CONCURRENCY_MAX);
+		return 1;
+	case OPT_GRACE:
+		o->grace_ms = option_duration("--grace", arg, 1);
+		return 1;
+	case OPT_TIMEOUT:
+		o->timeout_ms = option_duration("--timeout", arg, 0);
+		return 1;
+	case OPT_BACKOFF:
+		o->backoff_ms = option_duration("--backoff", arg, 0);
+		return 1;
+	case OPT_LINES:
+		o->lines = 1;
+		return 1;
+	case OPT_WORKER_ID:
+		o->worker_id = arg;
+		return 1;
+	default:
+		return 0;
+	}
 }

@@ -113,11 +113,19 @@ on_signal(uv_signal_t *h, int sig)
 }
 
 static void
-close_any(uv_handle_t *h, void *arg)
+close_handle(uv_handle_t *h, void *arg)
 {
 	(void)arg;
 	if (!uv_is_closing(h))
 		uv_close(h, NULL);
+}
+
+void
+end_loop(uv_loop_t *loop)
+{
+	uv_walk(loop, close_handle, NULL);
+	uv_run(loop, UV_RUN_DEFAULT);
+	uv_loop_close(loop);
 }
 
 int
@@ -168,7 +176,7 @@ worker_maybe_finish(struct worker *w)
 
 static struct script *cmd_scripts[] = {&script_work, &script_renew, &script_event, NULL};
 
-static void
+void
 init_signal(struct worker *w, uv_signal_t *h, int sig, uv_signal_cb cb)
 {
 	uv_signal_init(w->loop, h);
@@ -257,9 +265,7 @@ worker_run(const struct worker_options *o)
 	uv_run(&loop, UV_RUN_DEFAULT);
 
 	unregister(&w);
-	uv_walk(&loop, close_any, NULL);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	uv_loop_close(&loop);
+	end_loop(&loop);
 	cleanup(&w);
 	return w.exit_code;
 }

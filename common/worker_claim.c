@@ -37,15 +37,6 @@ claim_budget(const struct worker *w)
 	return (int)n;
 }
 
-static struct slot *
-free_slot(struct worker *w)
-{
-	for (int i = 0; i < w->o->concurrency; i++)
-		if (!w->slots[i].busy)
-			return &w->slots[i];
-	return NULL;
-}
-
 static void start_wait(struct worker *w, long long next_due, long long now);
 
 struct work_call {
@@ -97,7 +88,7 @@ start_ahead_jobs(struct worker *w)
 {
 	struct slot *s;
 
-	while (w->nahead > 0 && (s = free_slot(w))) {
+	while (w->nahead > 0 && (s = idle_slot(w))) {
 		struct ahead a = w->ahead[0];
 		memmove(w->ahead, w->ahead + 1, (w->nahead - 1) * sizeof *w->ahead);
 		w->nahead--;

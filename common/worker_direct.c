@@ -143,15 +143,6 @@ cancel_all(struct direct *d, struct jobq *q)
 
 /* ---- running jobs ------------------------------------------------------- */
 
-static struct slot *
-idle_slot(struct worker *w)
-{
-	for (int i = 0; i < w->o->concurrency; i++)
-		if (!w->slots[i].busy)
-			return &w->slots[i];
-	return NULL;
-}
-
 /* Start the ready jobs on the free slots. A job whose command cannot be
  * run ends inside slot_start, and the slot it frees calls this again. */
 static void
@@ -339,7 +330,7 @@ on_grace_over(uv_timer_t *t)
 static void
 on_signal(uv_signal_t *h, int sig)
 {
-	struct direct *d = h->data;
+	struct direct *d = direct_of(h->data);
 
 	if (d->w.state != WORKING) {
 		warnmsg("second %s: stopping now", strsignal(sig));
@@ -422,22 +413,6 @@ on_input_idle(void *ctx)
 
 /* ---- setup -------------------------------------------------------------- */
 
-static void
-init_signal(struct direct *d, uv_signal_t *h, int sig, uv_signal_cb cb)
-{
-	uv_signal_init(d->w.loop, h);
-	h->data = d;
-	uv_signal_start(h, cb, sig);
-}
-
-static void
-close_any(uv_handle_t *h, void *arg)
-{
-	(void)arg;
-	if (!uv_is_closing(h))
-		uv_close(h, NULL);
-}
-
 int
 worker_run_direct(const struct worker_options *o, const struct direct_options *opt,
     int fd)
@@ -455,12 +430,10 @@ worker_run_direct(const struct worker_options *o, const struct direct_options *o
 	d.retrying.tail = &d.retrying.head;
 	uv_loop_init(&loop);
 	init_slots(&d.w);
-	init_signal(&d, &d.sigterm, SIGTERM, on_signal);
-	init_signal(&d, &d.sigint, SIGINT, on_signal);
-	init_signal(&d, &d.sighup, SIGHUP, on_signal);
-	uv_signal_init(&loop, &d.sigchld);
-	d.sigchld.data = &d.w;
-	uv_signal_start(&d.sigchld, on_sigchld, SIGCHLD);
+	init_signal(&d.w, &d.sigterm, SIGTERM, on_signal);
+	init_signal(&d.w, &d.sigint, SIGINT, on_signal);
+	init_signal(&d.w, &d.sighup, SIGHUP, on_signal);
+	init_signal(&d.w, &d.sigchld, SIGCHLD, on_sigchld);
 	uv_timer_init(&loop, &d.retry);
 	d.retry.data = &d;
 	uv_timer_init(&loop, &d.grace);
@@ -472,9 +445,7 @@ worker_run_direct(const struct worker_options *o, const struct direct_options *o
 	maybe_finish(&d);
 	uv_run(&loop, UV_RUN_DEFAULT);
 
-	uv_walk(&loop, close_any, NULL);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	uv_loop_close(&loop);
+	end_loop(&loop);
 	free_slots_of(&d.w);
 	jb_free(&d.out);
 	if (read_failed)

@@ -223,6 +223,13 @@ void worker_maybe_finish(struct worker *w);
  * but WORKING). */
 int worker_out_of_work(const struct worker *w);
 
+/* init_signal: start h, its data w, calling cb on sig. */
+void init_signal(struct worker *w, uv_signal_t *h, int sig, uv_signal_cb cb);
+
+/* end_loop: the loop ran dry: close every handle left, let the closes
+ * run, close the loop. */
+void end_loop(uv_loop_t *loop);
+
 /* worker_no_more_work: WORKING -> OUT_OF_WORK (--burst found nothing, or
  * --max-jobs jobs were claimed); no change in any other state. */
 void worker_no_more_work(struct worker *w);
@@ -252,6 +259,9 @@ void slots_shutdown(struct worker *w, int64_t grace_ms);
 /* slot_job_done: the job of s is over (reported, or its lease lost): free
  * the slot, start a job claimed ahead on it, kick the worker. */
 void slot_job_done(struct slot *s);
+
+/* idle_slot: a slot with no job in flight, or NULL. */
+struct slot *idle_slot(struct worker *w);
 
 /* slot_by_id: the busy slot running job id[0..n), or NULL. */
 struct slot *slot_by_id(struct worker *w, const char *id, size_t n);

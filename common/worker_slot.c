@@ -464,6 +464,15 @@ slot_by_pid(struct worker *w, pid_t pid)
 }
 
 struct slot *
+idle_slot(struct worker *w)
+{
+	for (int i = 0; i < w->o->concurrency; i++)
+		if (!w->slots[i].busy)
+			return &w->slots[i];
+	return NULL;
+}
+
+struct slot *
 slot_by_id(struct worker *w, const char *id, size_t n)
 {
 	for (int i = 0; i < w->o->concurrency; i++)

@@ -15,10 +15,7 @@
 #include "redis.h"
 #include "worker.h"
 
-#define CONCURRENCY_MAX 1024
-
-enum { OPT_LEASE = OPT_TOOL, OPT_GRACE, OPT_TIMEOUT, OPT_BACKOFF, OPT_MAX_JOBS,
-	OPT_BURST, OPT_WORKER_ID, OPT_LINES, OPT_PREFETCH };
+enum { OPT_LEASE = OPT_TOOL, OPT_MAX_JOBS, OPT_BURST, OPT_PREFETCH };
 
 static void
 usage(FILE *fp)
@@ -38,15 +35,10 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 	static const struct option longopts[] = {
 		CONFIG_LONG_OPTIONS,
 		CONFIG_LONG_OPTIONS_LINES,
-		{"concurrency", required_argument, NULL, 'c'},
+		HANDLER_LONG_OPTIONS,
 		{"lease", required_argument, NULL, OPT_LEASE},
-		{"grace", required_argument, NULL, OPT_GRACE},
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
-		{"backoff", required_argument, NULL, OPT_BACKOFF},
 		{"max-jobs", required_argument, NULL, OPT_MAX_JOBS},
 		{"burst", no_argument, NULL, OPT_BURST},
-		{"worker-id", required_argument, NULL, OPT_WORKER_ID},
-		{"lines", no_argument, NULL, OPT_LINES},
 		{"prefetch", required_argument, NULL, OPT_PREFETCH},
 		{NULL, 0, NULL, 0},
 	};
@@ -54,39 +46,20 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 
 	opterr = 0;
 	/* "+": options after the command belong to the command */
-	while ((c = getopt_long(argc, argv, "+" CONFIG_OPTSTRING "c:", longopts, NULL)) != -1) {
-		if (config_option(cfg, c, optarg, usage))
+	while ((c = getopt_long(argc, argv, "+" CONFIG_OPTSTRING HANDLER_OPTSTRING, longopts, NULL)) != -1) {
+		if (config_option(cfg, c, optarg, usage) || handler_option(o, c, optarg))
 			continue;
 		switch (c) {
-		case 'c':
-			o->concurrency = (int)option_int("--concurrency", optarg, 1,
-			    CONCURRENCY_MAX);
-			break;
 		case OPT_LEASE:
 			o->lease_ms = option_duration("--lease", optarg, 0);
 			if (o->lease_ms < 1000)
 				die_usage("invalid --lease '%s': want 1s or more", optarg);
-			break;
-		case OPT_GRACE:
-			o->grace_ms = option_duration("--grace", optarg, 1);
-			break;
-		case OPT_TIMEOUT:
-			o->timeout_ms = option_duration("--timeout", optarg, 0);
-			break;
-		case OPT_BACKOFF:
-			o->backoff_ms = option_duration("--backoff", optarg, 0);
 			break;
 		case OPT_MAX_JOBS:
 			o->max_jobs = option_int("--max-jobs", optarg, 1, 1000000000L);
 			break;
 		case OPT_BURST:
 			o->burst = 1;
-			break;
-		case OPT_WORKER_ID:
-			o->worker_id = optarg;
-			break;
-		case OPT_LINES:
-			o->lines = 1;
 			break;
 		case OPT_PREFETCH:
 			o->prefetch = (int)option_int("--prefetch", optarg, 0, CONCURRENCY_MAX);
@@ -101,8 +74,7 @@ int
 main(int argc, char **argv)
 {
 	struct config cfg;
-	struct worker_options o = {.concurrency = 1, .lease_ms = 30000,
-	    .grace_ms = 10000, .backoff_ms = 1000, .prefetch = -1};
+	struct worker_options o = {HANDLER_DEFAULTS, .lease_ms = 30000, .prefetch = -1};
 	redisContext *probe;
 
 	log_init(argv[0]);
@@ -118,18 +90,12 @@ main(int argc, char **argv)
 		    o.concurrency;
 	if (o.prefetch > CONCURRENCY_MAX)
 		o.prefetch = CONCURRENCY_MAX;
-	if (optind >= argc)
-		die_usage("no command to run: aq-worker [options] -- command [argument ...]");
-	o.argv = argv + optind;
-	handler_check_or_die(o.argv[0]);
+	handler_command(&o, argc - optind, argv + optind);
 	o.cfg = &cfg;
-	o.worker_id = handler_worker_id(o.worker_id);
 
 	probe = redis_connect(&cfg.redis); /* exit 69 or 77 now, not in the loop */
 	redisFree(probe);
-	signal(SIGPIPE, SIG_IGN); /* a handler that does not read its payload */
-	if (child_keeper_start() < 0)
-		die(EX_OSERR, "cannot start the keeper process:");
+	handler_keeper_start();
 	warnmsg("worker %s on queue %s: running %s with %d slot%s%s", o.worker_id,
 	    cfg.queue, o.argv[0], o.concurrency, o.concurrency == 1 ? "" : "s",
 	    o.lines ? ", a line per job" : "");
