@@ -501,6 +501,8 @@ on_sigchld(uv_signal_t *h, int sig)
 		child_forget(pid);
 		uv_timer_stop(&s->timeout);
 		uv_timer_start(&s->kill, on_drain_over, DRAIN_MS, 0);
+		if (w->o->lines) /* line mode keeps it open: no one reads it now */
+			close_pipe(&s->in);
 		slot_maybe_complete(s);
 	}
 }
