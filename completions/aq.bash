@@ -19,7 +19,7 @@ _aq() {
 	local prev=${COMP_WORDS[COMP_CWORD-1]}
 	local tool=${COMP_WORDS[0]} i
 	COMPREPLY=()
-	# aq-worker ... -- CMD ARGS: complete a command, then its files
+	# aq-worker, aq-run ... -- CMD ARGS: complete a command, then its files
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		if [[ ${COMP_WORDS[i]} == -- ]]; then
 			if ((i == COMP_CWORD - 1)); then
@@ -47,4 +47,4 @@ _aq() {
 }
 
 complete -F _aq aq-enqueue aq-worker aq-sweep aq-publish aq-subscribe \
-    aq-health aq-status aq-cancel aq-retry aq-queue
+    aq-health aq-status aq-cancel aq-retry aq-queue aq-run

@@ -100,6 +100,12 @@ run_examples() {
 	(( output > 0 ))
 }
 
+@test "the examples of aq-run(1) run as written, with no Redis" {
+	run env AQ_REDIS_URL=unix:///nonexistent/redis.sock bash -c "$(declare -f man_examples run_examples); BATS_TEST_TMPDIR='$BATS_TEST_TMPDIR'; man_examples '$ROOT/man/aq-run.1' | run_examples"
+	assert_success
+	(( output >= 3 ))
+}
+
 @test "the examples of aq-publish(1) run as written" {
 	rcli flushall >/dev/null
 	run bash -c "$(declare -f man_examples run_examples); BATS_TEST_TMPDIR='$BATS_TEST_TMPDIR'; man_examples '$ROOT/man/aq-publish.1' | run_examples"
