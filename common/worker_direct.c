@@ -211,9 +211,17 @@ direct_started(struct slot *s, uint64_t claimed_at)
 }
 
 static void
-direct_events_edge(struct slot *s)
+direct_events_begin(struct slot *s)
 {
 	(void)s;
+}
+
+/* backend.events_end: the lines of one read are out, with --events. */
+static void
+direct_events_end(struct slot *s)
+{
+	if (direct_of(s->w)->d->events && fflush(stdout) != 0)
+		die_output();
 }
 
 /* backend.event: with --events, the line as an event line on stdout. */
@@ -259,6 +267,7 @@ direct_report(struct slot *s, struct report *r)
 		free(j->error);
 		j->error = r->error;
 	}
+	free(j->result);
 	j->result = r->result;
 	if (strcmp(r->outcome, "retry") == 0 && d->w.state == WORKING) {
 		j->due = clock_mono_ms() + strtoll(r->delay, NULL, 10);
@@ -284,9 +293,9 @@ direct_kick(struct worker *w)
 
 static const struct backend backend_direct = {
 	.started = direct_started,
-	.events_begin = direct_events_edge,
+	.events_begin = direct_events_begin,
 	.event = direct_event,
-	.events_end = direct_events_edge,
+	.events_end = direct_events_end,
 	.report = direct_report,
 	.freed = direct_freed,
 	.kick = direct_kick,
