@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum field_kind { F_STRING, F_INT, F_MILLIS, F_JSON };
+enum field_kind { F_STRING, F_INT, F_MILLIS, F_JSON, F_IDS };
 
 /* Hash fields in the order they are printed, and how; a field the record
  * leaves out to stay small (see enqueue.lua) is printed with its default. */
@@ -28,6 +28,7 @@ static const struct {
 	{"payload", "payload", F_JSON, NULL},
 	{"result", "result", F_JSON, NULL},
 	{"error", "error", F_STRING, NULL},
+	{"after", "after", F_IDS, NULL},
 };
 
 void
@@ -67,6 +68,29 @@ as_int(const redisReply *v, int64_t *out)
 	return errno || end == v->str || *end ? -1 : 0;
 }
 
+/* ids separated by spaces (ids hold none), as a JSON array of strings */
+static void
+write_ids(struct jbuf *b, const char *s, size_t len)
+{
+	size_t i = 0;
+	int first = 1;
+
+	jb_raw(b, "[", 1);
+	while (i < len) {
+		size_t n = 0;
+		while (i + n < len && s[i + n] != ' ')
+			n++;
+		if (n > 0) {
+			if (!first)
+				jb_raw(b, ",", 1);
+			jb_str(b, s + i, n);
+			first = 0;
+		}
+		i += n + 1;
+	}
+	jb_raw(b, "]", 1);
+}
+
 static void
 write_field(struct jbuf *b, const char *name, enum field_kind kind,
     const redisReply *v)
@@ -83,6 +107,8 @@ write_field(struct jbuf *b, const char *name, enum field_kind kind,
 			jb_millis(b, n);
 	} else if (kind == F_JSON) {
 		jb_json_or_str(b, v->str, v->len);
+	} else if (kind == F_IDS) {
+		write_ids(b, v->str, v->len);
 	} else {
 		jb_str(b, v->str, v->len);
 	}

@@ -40,7 +40,7 @@ void job_write_record(struct jbuf *b, const char *id, const char *queue,
  * priority, created, run_at, started, finished, timeout_ms, worker,
  * exit_code, payload, result, error (the Redis hash's names), in the order
  * job_write_values takes their values. */
-#define JOB_FIELDS 14
+#define JOB_FIELDS 15
 
 /* job_write_values: job_write_record from the stored text of each field
  * (values[i] of lens[i] bytes, NULL when not stored; times in epoch ms):

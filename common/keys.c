@@ -27,6 +27,9 @@ static const struct {
 	{offsetof(struct keys, unarchived), "unarchived"},
 	{offsetof(struct keys, failed), "failed"},
 	{offsetof(struct keys, paused), "paused"},
+	{offsetof(struct keys, blocked), "blocked"},
+	{offsetof(struct keys, deps), "deps:"},
+	{offsetof(struct keys, children), "children:"},
 };
 
 void

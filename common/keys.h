@@ -46,6 +46,12 @@ struct keys {
 	char failed[KEY_MAX];  /* sorted set: failed jobs by finish time (ms) */
 	char paused[KEY_MAX];  /* string: set while the queue is paused (the
 	                        * time it was, ms): workers claim nothing */
+	char blocked[KEY_MAX]; /* sorted set: jobs waiting for their parents
+	                        * (--after), by creation time (ms) */
+	char deps[KEY_MAX];    /* "aq:{q}:deps:" (a job id follows): set of
+	                        * the parents the job still waits for */
+	char children[KEY_MAX]; /* "aq:{q}:children:" (a job id follows): set
+	                         * of the blocked jobs waiting for it */
 };
 
 /* keys_init: the key names of queue under prefix (both already validated). */

@@ -1496,6 +1496,7 @@ test_keys_match_lib_lua(void)
 		{"job", k.job}, {"events", k.events}, {"worker", k.worker},
 		{"ledger", k.ledger}, {"unarchived", k.unarchived},
 		{"failed", k.failed}, {"paused", k.paused},
+		{"blocked", k.blocked}, {"deps", k.deps}, {"children", k.children},
 	};
 	char lua[128], want[128];
 	int bad = 0;
@@ -1526,8 +1527,8 @@ test_keys_match_lib_lua(void)
 			    lua, derived[i].c);
 		}
 	}
-	check(bad == 0, "lib.lua's job, events, worker, ledger, unarchived, failed "
-	    "and paused keys are keys_init's");
+	check(bad == 0, "lib.lua's job, events, worker, ledger, unarchived, failed, "
+	    "paused, blocked, deps and children keys are keys_init's");
 }
 
 /* lua_const: N of "local NAME = N" in the Lua source src; -1 when none. */
