@@ -12,6 +12,8 @@ setup() { cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null; }
 teardown() {
 	show_logs_on_failure
 	kill_started
+	pg_stop # the ledger's test starts its own
+	unset AQ_DATABASE_URL PG_DIR
 }
 
 field() { # field QUEUE ID JQ-FILTER
@@ -286,4 +288,27 @@ RUNLOG_HANDLER=(sh -c 'cat >/dev/null; echo "$AQ_JOB_ID" >>"$0"; echo "\"$AQ_JOB
 	aq-enqueue -q p --after a 1 2 3 >/dev/null
 	run aq-health -q p
 	assert_equal "$(jq '.queues[0].blocked' <<<"$output")" 3
+}
+
+@test "with a ledger: a child is in it as blocked, a rejected one leaves no row, a lost blocked one is restored cancelled" {
+	pg_bin >/dev/null || skip "Debian's postgresql package is not installed"
+	pg_start
+	export AQ_DATABASE_URL=$PG_URL
+	aq-enqueue -q lq --id par '{}' >/dev/null
+	run aq-enqueue -q lq --id kid --after par '{"k":1}'
+	assert_output '{"id":"kid","queue":"lq","status":"blocked"}'
+	assert_equal "$(psql_aq "SELECT status FROM aq.jobs WHERE id = 'kid'")" blocked
+	run aq-enqueue -q lq --id orphan --after nosuch '{}'
+	assert_failure 65
+	assert_equal "$(psql_aq "SELECT count(*) FROM aq.jobs WHERE id = 'orphan'")" 0
+	aq-sweep -q lq >/dev/null
+	assert_equal "$(psql_aq "SELECT id, status FROM aq.jobs ORDER BY id")" $'kid|blocked\npar|queued'
+	rcli flushall >/dev/null
+	run aq-sweep -q lq
+	assert_success
+	assert_line '{"queue":"lq","action":"restored","id":"kid","status":"cancelled"}'
+	assert_line '{"queue":"lq","action":"restored","id":"par","status":"queued"}'
+	assert_equal "$(field lq kid '[.status, .error]')" \
+	    '["cancelled","redis lost this job while it waited for its parents (--after); enqueue it again"]'
+	pg_stop
 }
