@@ -288,6 +288,8 @@ RUNLOG_HANDLER=(sh -c 'cat >/dev/null; echo "$AQ_JOB_ID" >>"$0"; echo "\"$AQ_JOB
 	aq-enqueue -q p --after a 1 2 3 >/dev/null
 	run aq-health -q p
 	assert_equal "$(jq '.queues[0].blocked' <<<"$output")" 3
+	run aq-health -q p --prometheus
+	assert_line 'aq_queue_blocked{queue="p"} 3'
 }
 
 @test "with a ledger: a child is in it as blocked, a rejected one leaves no row, a lost blocked one is restored cancelled" {
