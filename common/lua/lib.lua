@@ -239,10 +239,10 @@ local function recover_expired(Q, log, now, limit)
       redis.call('HINCRBY', Q.stats, 'recovered', 1)
       if job[6] == '1' then
         status = 'cancelled'
-        finish(Q, log, key, id, status, now, {'error', err}, nil, job[7] or false)
+        finish(Q, log, key, id, status, now, {'error', err}, nil, job[7])
       elseif (tonumber(job[3]) or 0) >= (tonumber(job[4]) or 1) then
         status = 'failed'
-        finish(Q, log, key, id, status, now, {'error', err}, nil, job[7] or false)
+        finish(Q, log, key, id, status, now, {'error', err}, nil, job[7])
       else
         redis.call('HSET', key, 'error', err)
         queued = queued + requeue(Q, log, key, id, job[5], now)
