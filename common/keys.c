@@ -111,6 +111,12 @@ keys_worker(const struct keys *k, const char *id, char *buf, size_t len)
 }
 
 char *
+keys_deps(const struct keys *k, const char *id, char *buf, size_t len)
+{
+	return key_of(k->deps, id, buf, len);
+}
+
+char *
 keys_channel(const char *prefix, const char *name, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s:chan:%s", prefix, name);

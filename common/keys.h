@@ -63,6 +63,8 @@ void keys_init(struct keys *k, const char *prefix, const char *queue);
 char *keys_job(const struct keys *k, const char *id, char *buf, size_t len);
 char *keys_events(const struct keys *k, const char *id, char *buf, size_t len);
 char *keys_worker(const struct keys *k, const char *id, char *buf, size_t len);
+/* keys_deps: the name of the set of parents blocked job id waits for. */
+char *keys_deps(const struct keys *k, const char *id, char *buf, size_t len);
 
 /* keys_channel: the Redis channel of aq-publish's channel name,
  * "PREFIX:chan:NAME", in buf; returns buf. KEYS_CHANNEL_EXTRA is what it

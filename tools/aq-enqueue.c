@@ -27,6 +27,8 @@
 #define BATCH_BYTES (1 << 20)     /* or fewer when their payloads are large */
 #define PIPELINE_DEPTH 4          /* batches sent before a reply is awaited */
 #define AFTER_MAX 1000            /* parents of one job (--after) */
+#define UNKNOWN_PARENT "unknown-parent:" /* enqueue.lua's reply, then the id */
+#define UNKNOWN_PARENT_LEN (sizeof UNKNOWN_PARENT - 1)
 
 enum { OPT_ID = OPT_TOOL, OPT_PRIORITY, OPT_DELAY, OPT_RUN_AT,
 	OPT_MAX_ATTEMPTS, OPT_TIMEOUT, OPT_WAIT, OPT_WAIT_TIMEOUT, OPT_AFTER };
@@ -249,8 +251,10 @@ report_batch(struct enqueuer *e, struct batch *b, const redisReply *r)
 		const redisReply *st = r ? r->element[k++] : NULL;
 		if (!st || st->type != REDIS_REPLY_STRING)
 			die(EX_UNAVAILABLE, "unexpected reply from the enqueue script");
-		if (st->len > 15 && strncmp(st->str, "unknown-parent:", 15) == 0)
-			reject_orphan(e, b, i, st->str + 15, st->len - 15);
+		if (st->len > UNKNOWN_PARENT_LEN &&
+		    strncmp(st->str, UNKNOWN_PARENT, UNKNOWN_PARENT_LEN) == 0)
+			reject_orphan(e, b, i, st->str + UNKNOWN_PARENT_LEN,
+			    st->len - UNKNOWN_PARENT_LEN);
 		else
 			report_job(e, b, i, st->str, st->len);
 	}

@@ -120,8 +120,7 @@ write_redis_record(struct status_run *s, const struct lookup *l,
 		return;
 	}
 	keys_init(&k, s->cfg.prefix, l->queue);
-	snprintf(key, sizeof key, "%s%s", k.deps, l->id);
-	const char *argv[2] = {"SMEMBERS", key};
+	const char *argv[2] = {"SMEMBERS", keys_deps(&k, l->id, key, sizeof key)};
 	redisReply *pending = redis_command_ok(s->redis, &s->cfg.redis, 2, argv);
 	job_write_blocked(&s->out, l->id, l->queue, r, pending);
 	freeReplyObject(pending);
