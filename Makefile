@@ -118,7 +118,8 @@ at_prefix   = sed -e 's\#/usr/local/bin/\#$(BINDIR)/\#g' -e 's\#/usr/local/libex
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
 	    $(DESTDIR)$(COMPDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)/examples/cron \
-	    $(DESTDIR)$(DATADIR)/examples/handlers $(DESTDIR)$(DATADIR)/examples/sse
+	    $(DESTDIR)$(DATADIR)/examples/handlers $(DESTDIR)$(DATADIR)/examples/sse \
+	    $(DESTDIR)$(DATADIR)/examples/pipeline
 	install -m 755 $(addprefix $(BIN)/,$(TOOLS)) $(DESTDIR)$(BINDIR)/
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
@@ -129,6 +130,7 @@ install: all
 	install -m 755 examples/demo $(DESTDIR)$(DATADIR)/examples/
 	install -m 755 examples/handlers/* $(DESTDIR)$(DATADIR)/examples/handlers/
 	install -m 755 examples/sse/* $(DESTDIR)$(DATADIR)/examples/sse/
+	install -m 755 examples/pipeline/* $(DESTDIR)$(DATADIR)/examples/pipeline/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS)) $(addprefix $(DESTDIR)$(COMPDIR)/,$(TOOLS))

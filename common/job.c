@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum field_kind { F_STRING, F_INT, F_MILLIS, F_JSON };
+enum field_kind { F_STRING, F_INT, F_MILLIS, F_JSON, F_IDS };
 
 /* Hash fields in the order they are printed, and how; a field the record
  * leaves out to stay small (see enqueue.lua) is printed with its default. */
@@ -28,6 +28,7 @@ static const struct {
 	{"payload", "payload", F_JSON, NULL},
 	{"result", "result", F_JSON, NULL},
 	{"error", "error", F_STRING, NULL},
+	{"after", "after", F_IDS, NULL},
 };
 
 void
@@ -67,6 +68,29 @@ as_int(const redisReply *v, int64_t *out)
 	return errno || end == v->str || *end ? -1 : 0;
 }
 
+/* ids separated by spaces (ids hold none), as a JSON array of strings */
+static void
+write_ids(struct jbuf *b, const char *s, size_t len)
+{
+	size_t i = 0;
+	int first = 1;
+
+	jb_raw(b, "[", 1);
+	while (i < len) {
+		size_t n = 0;
+		while (i + n < len && s[i + n] != ' ')
+			n++;
+		if (n > 0) {
+			if (!first)
+				jb_raw(b, ",", 1);
+			jb_str(b, s + i, n);
+			first = 0;
+		}
+		i += n + 1;
+	}
+	jb_raw(b, "]", 1);
+}
+
 static void
 write_field(struct jbuf *b, const char *name, enum field_kind kind,
     const redisReply *v)
@@ -83,6 +107,8 @@ write_field(struct jbuf *b, const char *name, enum field_kind kind,
 			jb_millis(b, n);
 	} else if (kind == F_JSON) {
 		jb_json_or_str(b, v->str, v->len);
+	} else if (kind == F_IDS) {
+		write_ids(b, v->str, v->len);
 	} else {
 		jb_str(b, v->str, v->len);
 	}
@@ -91,8 +117,9 @@ write_field(struct jbuf *b, const char *name, enum field_kind kind,
 _Static_assert(sizeof fields / sizeof fields[0] == JOB_FIELDS && JOB_ERROR + 1 == JOB_FIELDS,
     "JOB_FIELDS counts the fields of a record, enum job_field names them");
 
-void
-job_write_values(struct jbuf *b, const char *id, const char *queue,
+/* the record's fields, its object left open */
+static void
+write_values_open(struct jbuf *b, const char *id, const char *queue,
     const char *const *values, const size_t *lens)
 {
 	jb_obj_begin(b);
@@ -108,11 +135,18 @@ job_write_values(struct jbuf *b, const char *id, const char *queue,
 			jb_raw(b, fields[i].dflt, strlen(fields[i].dflt));
 		}
 	}
-	jb_obj_end(b);
 }
 
 void
-job_write_record(struct jbuf *b, const char *id, const char *queue,
+job_write_values(struct jbuf *b, const char *id, const char *queue,
+    const char *const *values, const size_t *lens)
+{
+	write_values_open(b, id, queue, values, lens);
+	jb_obj_end(b);
+}
+
+static void
+write_record_open(struct jbuf *b, const char *id, const char *queue,
     const redisReply *hash)
 {
 	const char *values[JOB_FIELDS];
@@ -124,7 +158,55 @@ job_write_record(struct jbuf *b, const char *id, const char *queue,
 		values[i] = usable ? v->str : NULL;
 		lens[i] = usable ? v->len : 0;
 	}
-	job_write_values(b, id, queue, values, lens);
+	write_values_open(b, id, queue, values, lens);
+}
+
+void
+job_write_record(struct jbuf *b, const char *id, const char *queue,
+    const redisReply *hash)
+{
+	write_record_open(b, id, queue, hash);
+	jb_obj_end(b);
+}
+
+/* 1 when the set reply set has the member s[0..n) */
+static int
+set_has(const redisReply *set, const char *s, size_t n)
+{
+	for (size_t i = 0; set->type == REDIS_REPLY_ARRAY && i < set->elements; i++) {
+		const redisReply *m = set->element[i];
+		if (m->type == REDIS_REPLY_STRING && m->len == n &&
+		    memcmp(m->str, s, n) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* The parents pending holds, in the order of the field after (a set has
+ * none of its own). */
+void
+job_write_blocked(struct jbuf *b, const char *id, const char *queue,
+    const redisReply *hash, const redisReply *pending)
+{
+	const redisReply *after = hash_get(hash, "after");
+	const char *s = after && after->type == REDIS_REPLY_STRING ? after->str : "";
+	int first = 1;
+
+	write_record_open(b, id, queue, hash);
+	jb_key(b, "waiting_for");
+	jb_raw(b, "[", 1);
+	while (*s) {
+		size_t n = strcspn(s, " ");
+		if (n > 0 && set_has(pending, s, n)) {
+			if (!first)
+				jb_raw(b, ",", 1);
+			jb_str(b, s, n);
+			first = 0;
+		}
+		s += n + (s[n] == ' ');
+	}
+	jb_raw(b, "]", 1);
+	jb_obj_end(b);
 }
 
 void

@@ -36,11 +36,17 @@ void job_options_init(struct job_options *o);
 void job_write_record(struct jbuf *b, const char *id, const char *queue,
     const redisReply *hash);
 
+/* job_write_blocked: job_write_record, and the key waiting_for: the
+ * members of the set reply pending (the parents a blocked job still waits
+ * for), as an array of strings. */
+void job_write_blocked(struct jbuf *b, const char *id, const char *queue,
+    const redisReply *hash, const redisReply *pending);
+
 /* The number of fields of a record: status, attempt, max_attempts,
  * priority, created, run_at, started, finished, timeout_ms, worker,
- * exit_code, payload, result, error (the Redis hash's names), in the order
+ * exit_code, payload, result, error, after (the Redis hash's names), in the order
  * job_write_values takes their values. */
-#define JOB_FIELDS 14
+#define JOB_FIELDS 15
 
 /* The index of each field among the values job_write_values takes. */
 enum job_field {

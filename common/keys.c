@@ -27,6 +27,9 @@ static const struct {
 	{offsetof(struct keys, unarchived), "unarchived"},
 	{offsetof(struct keys, failed), "failed"},
 	{offsetof(struct keys, paused), "paused"},
+	{offsetof(struct keys, blocked), "blocked"},
+	{offsetof(struct keys, deps), "deps:"},
+	{offsetof(struct keys, children), "children:"},
 };
 
 void
@@ -105,6 +108,12 @@ char *
 keys_worker(const struct keys *k, const char *id, char *buf, size_t len)
 {
 	return key_of(k->worker, id, buf, len);
+}
+
+char *
+keys_deps(const struct keys *k, const char *id, char *buf, size_t len)
+{
+	return key_of(k->deps, id, buf, len);
 }
 
 char *

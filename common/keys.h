@@ -46,6 +46,12 @@ struct keys {
 	char failed[KEY_MAX];  /* sorted set: failed jobs by finish time (ms) */
 	char paused[KEY_MAX];  /* string: set while the queue is paused (the
 	                        * time it was, ms): workers claim nothing */
+	char blocked[KEY_MAX]; /* sorted set: jobs waiting for their parents
+	                        * (--after), by creation time (ms) */
+	char deps[KEY_MAX];    /* "aq:{q}:deps:" (a job id follows): set of
+	                        * the parents the job still waits for */
+	char children[KEY_MAX]; /* "aq:{q}:children:" (a job id follows): set
+	                         * of the blocked jobs waiting for it */
 };
 
 /* keys_init: the key names of queue under prefix (both already validated). */
@@ -57,6 +63,8 @@ void keys_init(struct keys *k, const char *prefix, const char *queue);
 char *keys_job(const struct keys *k, const char *id, char *buf, size_t len);
 char *keys_events(const struct keys *k, const char *id, char *buf, size_t len);
 char *keys_worker(const struct keys *k, const char *id, char *buf, size_t len);
+/* keys_deps: the name of the set of parents blocked job id waits for. */
+char *keys_deps(const struct keys *k, const char *id, char *buf, size_t len);
 
 /* keys_channel: the Redis channel of aq-publish's channel name,
  * "PREFIX:chan:NAME", in buf; returns buf. KEYS_CHANNEL_EXTRA is what it

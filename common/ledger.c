@@ -558,7 +558,8 @@ ledger_records(struct ledger *l, size_t n, const char *const *queues,
 	    "SELECT queue, id, status, attempt::text, max_attempts::text,"
 	    "  priority::text, " MS("created") ", " MS("run_at") ","
 	    "  " MS("started") ", " MS("finished") ", timeout_ms::text, worker,"
-	    "  exit_code::text, payload::text, result::text, error"
+	    "  exit_code::text, payload::text, result::text, error,"
+	    "  NULL::text" /* after: the ledger keeps no parents */
 	    " FROM {S}.jobs WHERE (queue, id) IN"
 	    "  (SELECT * FROM unnest($1::text[], $2::text[]))", 2, params);
 	jb_free(&qa);

@@ -6,6 +6,7 @@
 load helpers
 
 HANDLERS=$(cd "$BATS_TEST_DIRNAME/../examples/handlers" && pwd)
+PIPELINE=$(cd "$BATS_TEST_DIRNAME/../examples/pipeline" && pwd)
 
 setup_file() { redis_start; }
 teardown_file() { redis_stop; }
@@ -123,4 +124,28 @@ events() {
 	assert_equal "$(field words later '[.status, .attempt, .exit_code, .result.words]')" \
 	    '["succeeded",2,0,2]'
 	assert_equal "$(rcli hget 'aq:{words}:stats' retried)" 1
+}
+
+@test "fan-out-in.sh: a job per file, then the merge --after them all: the total" {
+	printf 'one two three\n' >a.txt
+	printf 'four five\nsix\n' >b.txt
+	printf 'seven\n' >c.txt
+	run "$PIPELINE/fan-out-in.sh" a.txt b.txt c.txt
+	assert_success
+	assert_output '{"files":3,"words":7}'
+	# the merge job ran after every part, which all succeeded
+	merge=$(rcli zrange 'aq:{pipeline}:done' -1 -1)
+	assert_equal "$(field pipeline "$merge" '[.status, (.after | length)]')" '["succeeded",3]'
+	last_part=$(aq-status -q pipeline $(field pipeline "$merge" '.after[]' | jq -r .) |
+	    jq -s 'map(.finished) | max')
+	jq -en "$(field pipeline "$merge" .started) >= $last_part" >/dev/null
+	# its worker is gone
+	assert_equal "$(rcli zcard 'aq:{pipeline}:workers')" 0
+}
+
+@test "fan-out-in.sh: a part that fails cancels the merge: exit 1, and why" {
+	printf 'one\n' >a.txt
+	run "$PIPELINE/fan-out-in.sh" a.txt missing.txt
+	assert_failure 1
+	assert_output --regexp 'fan-out-in.sh: merge cancelled: parent [0-9a-f-]+ failed'
 }

@@ -37,6 +37,7 @@ install_to() {
 	done
 	[ -x "$dest/usr/share/aq/examples/demo" ]
 	[ -x "$dest/usr/share/aq/examples/handlers/thumbnail.sh" ]
+	[ -x "$dest/usr/share/aq/examples/pipeline/fan-out-in.sh" ]
 	[ -f "$dest/usr/share/aq/examples/cron/aq-sweep.crontab" ]
 	[ -f "$dest/usr/share/aq/examples/cron/aq-recurring.crontab" ]
 	run "$dest/usr/bin/aq-worker" --version

@@ -1496,6 +1496,7 @@ test_keys_match_lib_lua(void)
 		{"job", k.job}, {"events", k.events}, {"worker", k.worker},
 		{"ledger", k.ledger}, {"unarchived", k.unarchived},
 		{"failed", k.failed}, {"paused", k.paused},
+		{"blocked", k.blocked}, {"deps", k.deps}, {"children", k.children},
 	};
 	char lua[128], want[128];
 	int bad = 0;
@@ -1526,8 +1527,8 @@ test_keys_match_lib_lua(void)
 			    lua, derived[i].c);
 		}
 	}
-	check(bad == 0, "lib.lua's job, events, worker, ledger, unarchived, failed "
-	    "and paused keys are keys_init's");
+	check(bad == 0, "lib.lua's job, events, worker, ledger, unarchived, failed, "
+	    "paused, blocked, deps and children keys are keys_init's");
 }
 
 /* lua_const: N of "local NAME = N" in the Lua source src; -1 when none. */
@@ -1891,6 +1892,34 @@ test_job_record_minimal(void)
 }
 
 static void
+test_job_record_after(void)
+{
+	static const char *const kv[] = {
+		"status", "blocked", "created", "5", "payload", "1",
+		"after", "a.1 b/2 c",
+	};
+	static const char *const pending_kv[] = {"c", "a.1", "stale"};
+	redisReply *h = hash_reply(kv, sizeof kv / sizeof kv[0]);
+	redisReply *pending = hash_reply(pending_kv, 3);
+	const char *want = "{\"id\":\"J1\",\"queue\":\"q\",\"status\":\"blocked\","
+	    "\"attempt\":0,\"priority\":0,\"created\":0.005,\"payload\":1,"
+	    "\"after\":[\"a.1\",\"b/2\",\"c\"]";
+	struct jbuf b = {0};
+	char full[512];
+
+	snprintf(full, sizeof full, "%s}", want);
+	record_is(kv, sizeof kv / sizeof kv[0], full,
+	    "of a child: its parents (--after) as an array of ids");
+	job_write_blocked(&b, "J1", "q", h, pending);
+	snprintf(full, sizeof full, "%s,\"waiting_for\":[\"a.1\",\"c\"]}", want);
+	check_mem(b.p, b.len, full, strlen(full), "job_write_blocked: waiting_for "
+	    "lists the pending parents in the order of after, nothing else");
+	jb_free(&b);
+	hash_free(h);
+	hash_free(pending);
+}
+
+static void
 test_job_record_bad_values(void)
 {
 	static const char *const kv[] = {
@@ -2018,6 +2047,7 @@ main(void)
 	test_keys_of_ids();
 	test_job_record_order_and_forms();
 	test_job_record_minimal();
+	test_job_record_after();
 	test_job_record_bad_values();
 	test_job_write_unknown();
 	test_job_options_init();

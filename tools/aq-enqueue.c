@@ -26,9 +26,12 @@
 #define LEDGER_BATCH_JOBS 1000    /* with a ledger: a commit costs more */
 #define BATCH_BYTES (1 << 20)     /* or fewer when their payloads are large */
 #define PIPELINE_DEPTH 4          /* batches sent before a reply is awaited */
+#define AFTER_MAX 1000            /* parents of one job (--after) */
+#define UNKNOWN_PARENT "unknown-parent:" /* enqueue.lua's reply, then the id */
+#define UNKNOWN_PARENT_LEN (sizeof UNKNOWN_PARENT - 1)
 
 enum { OPT_ID = OPT_TOOL, OPT_PRIORITY, OPT_DELAY, OPT_RUN_AT,
-	OPT_MAX_ATTEMPTS, OPT_TIMEOUT, OPT_WAIT, OPT_WAIT_TIMEOUT };
+	OPT_MAX_ATTEMPTS, OPT_TIMEOUT, OPT_WAIT, OPT_WAIT_TIMEOUT, OPT_AFTER };
 
 struct pending_job {
 	size_t id_off, id_len, payload_off, payload_len;
@@ -54,7 +57,9 @@ struct enqueuer {
 	redisContext *redis;
 	struct ledger ledger;         /* with --database-url */
 	struct copybuf rows;          /* a batch's rows for the ledger */
-	char ledger_status[16];       /* "queued" or "delayed" */
+	char ledger_status[16];       /* "queued", "delayed" or "blocked" */
+	char *after;                  /* --after: parent ids, space-separated */
+	size_t after_len, after_cap, after_n;
 	size_t batch_jobs;            /* jobs per batch */
 	struct batch ring[PIPELINE_DEPTH + 1];
 	size_t oldest, inflight;      /* ring[oldest] is the oldest sent batch */
@@ -74,6 +79,7 @@ usage(FILE *fp)
 	    "usage: aq-enqueue [-q queue] [-u url | --redis-url-file path] [--prefix p]\n"
 	    "                  [--id id] [--priority n] [--delay duration | --run-at time]\n"
 	    "                  [--max-attempts n] [--timeout duration] [--max-line size]\n"
+	    "                  [--after id[,id...]]...\n"
 	    "                  [--database-url url | --database-url-file path]\n"
 	    "                  [--wait [--wait-timeout duration]] [payload ...]\n");
 }
@@ -103,7 +109,8 @@ build_call(struct enqueuer *e, const struct batch *b)
 	const char *keys[KEYS_ENQUEUE];
 	const char *fixed[] = {e->keys.job, LOG_CAP, e->fixed_id ? "0" : "1",
 	    e->priority, e->delay, e->run_at, e->max_attempts, e->timeout,
-	    e->ledger.conn ? e->keys.ledger : ""};
+	    e->ledger.conn ? e->keys.ledger : "", e->keys.base,
+	    e->after ? e->after : ""};
 
 	script_args_begin(a, &script_enqueue);
 	script_args_keys(a, keys, keys_enqueue_argv(&e->keys, keys));
@@ -193,6 +200,22 @@ report_job(struct enqueuer *e, const struct batch *b, size_t i,
 		die_output();
 }
 
+static void ledger_forget(struct enqueuer *, const struct batch *,
+    const struct pending_job *);
+
+/* Job i of b was not created: its parent (parent[0..n)) is no job of the
+ * queue. Said like a malformed line; the ledger forgets it again. */
+static void
+reject_orphan(struct enqueuer *e, const struct batch *b, size_t i,
+    const char *parent, size_t n)
+{
+	warnmsg("%s %lu: --after %.*s: no such job in queue %s (never enqueued, "
+	    "or finished and trimmed), skipped", e->input_name, b->jobs[i].lineno,
+	    (int)n, parent, e->cfg.queue);
+	e->rejected++;
+	ledger_forget(e, b, &b->jobs[i]);
+}
+
 /* The jobs of b that go to Redis: those the ledger did not already have. */
 static size_t
 redis_jobs(const struct batch *b)
@@ -228,7 +251,12 @@ report_batch(struct enqueuer *e, struct batch *b, const redisReply *r)
 		const redisReply *st = r ? r->element[k++] : NULL;
 		if (!st || st->type != REDIS_REPLY_STRING)
 			die(EX_UNAVAILABLE, "unexpected reply from the enqueue script");
-		report_job(e, b, i, st->str, st->len);
+		if (st->len > UNKNOWN_PARENT_LEN &&
+		    strncmp(st->str, UNKNOWN_PARENT, UNKNOWN_PARENT_LEN) == 0)
+			reject_orphan(e, b, i, st->str + UNKNOWN_PARENT_LEN,
+			    st->len - UNKNOWN_PARENT_LEN);
+		else
+			report_job(e, b, i, st->str, st->len);
 	}
 }
 
@@ -313,6 +341,29 @@ ledger_insert_keyed(struct enqueuer *e, struct batch *b, struct pending_job *j)
 	pq.clear(r);
 }
 
+/* Redis refused job j of b (its parent is unknown): the ledger, which took
+ * it first, deletes it again, so that no restore brings it back. */
+static void
+ledger_forget(struct enqueuer *e, const struct batch *b,
+    const struct pending_job *j)
+{
+	char id[ID_MAX + 1];
+	const char *params[2] = {e->cfg.queue, id};
+	PGresult *r;
+
+	if (!e->ledger.conn)
+		return;
+	snprintf(id, sizeof id, "%.*s", (int)j->id_len, b->arena + j->id_off);
+	r = ledger_exec(&e->ledger, "deleting a rejected job",
+	    "DELETE FROM {S}.jobs WHERE queue = $1 AND id = $2 AND NOT seen",
+	    2, params);
+	if (!r)
+		die(EX_UNAVAILABLE, "cannot delete job %s, rejected by redis, from "
+		    "the postgresql ledger at %s: %s", id, e->ledger.shown,
+		    e->ledger.err);
+	pq.clear(r);
+}
+
 /* Generated ids are new: the batch goes in with one COPY, one commit, two
  * round trips. */
 static void
@@ -383,7 +434,7 @@ open_ledger(struct enqueuer *e)
 	pq.clear(r);
 	e->batch_jobs = LEDGER_BATCH_JOBS;
 	/* what the ledger says until aq-sweep archives Redis's word on it */
-	snprintf(e->ledger_status, sizeof e->ledger_status, "%s",
+	snprintf(e->ledger_status, sizeof e->ledger_status, "%s", e->after ? "blocked" :
 	    e->opt.delay_ms > 0 || e->opt.run_at_ms > clock_epoch_ms() ? "delayed" : "queued");
 }
 
@@ -491,6 +542,50 @@ check_arguments(char **args, int n)
 		    "JSON value; quote a string twice, as '\"text\"' in a shell");
 }
 
+/* --after ID[,ID...]: each id is checked, then added to e->after. */
+static void
+add_parents(struct enqueuer *e, const char *list)
+{
+	const char *p = list;
+
+	for (;;) {
+		size_t n = strcspn(p, ",");
+		if (!id_valid(p, n))
+			die_usage("invalid --after '%s': want job ids of 1 to %d of "
+			    "A-Z a-z 0-9 . _ : @ / -, separated by commas", list, ID_MAX);
+		if (++e->after_n > AFTER_MAX)
+			die_usage("too many --after ids: at most %d", AFTER_MAX);
+		e->after = xgrow(e->after, &e->after_cap, e->after_len + n + 2, 256, 1);
+		if (e->after_len > 0)
+			e->after[e->after_len++] = ' ';
+		memcpy(e->after + e->after_len, p, n);
+		e->after_len += n;
+		e->after[e->after_len] = '\0';
+		if (p[n] == '\0')
+			break;
+		p += n + 1;
+	}
+}
+
+/* --id ID --after ID: a job cannot wait for itself. */
+static void
+check_not_own_parent(const struct enqueuer *e)
+{
+	const char *p = e->after;
+	size_t idlen;
+
+	if (!e->fixed_id || !p)
+		return;
+	idlen = strlen(e->fixed_id);
+	while (*p) {
+		size_t n = strcspn(p, " ");
+		if (n == idlen && memcmp(p, e->fixed_id, n) == 0)
+			die_usage("--id %s --after %s: a job cannot wait for itself",
+			    e->fixed_id, e->fixed_id);
+		p += n + (p[n] == ' ');
+	}
+}
+
 static void
 parse_options(struct enqueuer *e, int argc, char **argv)
 {
@@ -505,6 +600,7 @@ parse_options(struct enqueuer *e, int argc, char **argv)
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"wait", no_argument, NULL, OPT_WAIT},
 		{"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
+		{"after", required_argument, NULL, OPT_AFTER},
 		CONFIG_LONG_OPTIONS_LEDGER,
 		{NULL, 0, NULL, 0},
 	};
@@ -546,6 +642,9 @@ parse_options(struct enqueuer *e, int argc, char **argv)
 		case OPT_WAIT_TIMEOUT:
 			e->wait_timeout_ms = option_duration("--wait-timeout", optarg, 1);
 			break;
+		case OPT_AFTER:
+			add_parents(e, optarg);
+			break;
 		default:
 			config_bad_option(c, argv, longopts, usage);
 		}
@@ -554,6 +653,7 @@ parse_options(struct enqueuer *e, int argc, char **argv)
 		die_usage("give --delay or --run-at, not both");
 	if (e->wait_timeout_ms >= 0 && !e->wait)
 		die_usage("--wait-timeout goes with --wait");
+	check_not_own_parent(e);
 }
 
 /* The per-job script arguments shared by every job of this run. */
@@ -614,6 +714,7 @@ cleanup(struct enqueuer *e)
 	jb_free(&e->out);
 	copy_free(&e->rows);
 	waiter_free(e->waiter);
+	free(e->after);
 	redisFree(e->redis);
 	ledger_close(&e->ledger);
 	config_free(&e->cfg);

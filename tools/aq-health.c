@@ -41,6 +41,7 @@ struct figures {
 	long long log_lag;           /* log entries the archive has not read:
 	                              * -1 no archive, -2 unknown */
 	long long paused;            /* 1 while aq-queue pause holds it */
+	long long blocked;           /* jobs waiting for their parents */
 	redisReply *worker_list;     /* --workers: ids, then HGETALL replies */
 	redisReply **worker_info;
 };
@@ -212,6 +213,7 @@ read_figures(struct figures *f, const redisReply *r)
 	f->unarchived = r->element[7]->integer;
 	f->log_lag = r->element[8]->integer;
 	f->paused = r->element[9]->integer;
+	f->blocked = r->element[10]->integer;
 	for (size_t i = 0; i + 1 < stats->elements; i += 2)
 		for (size_t c = 0; c < NCOUNTERS; c++)
 			if (strcmp(stats->element[i]->str, counters[c]) == 0)
@@ -437,6 +439,7 @@ json_queue(struct jbuf *b, const struct figures *f)
 	jb_kstr(b, "queue", f->queue);
 	jb_kint(b, "waiting", f->waiting);
 	jb_kint(b, "delayed", f->delayed);
+	jb_kint(b, "blocked", f->blocked);
 	jb_kint(b, "active", f->active);
 	jb_key(b, "oldest_waiting_s");
 	if (f->oldest_ms >= 0)
@@ -605,6 +608,9 @@ print_prometheus(struct health *h)
 	    offsetof(struct figures, waiting));
 	prom_queue_gauge(h, "aq_queue_delayed", "Jobs waiting for their time or a retry.",
 	    offsetof(struct figures, delayed));
+	prom_queue_gauge(h, "aq_queue_blocked",
+	    "Jobs waiting for their parents (aq-enqueue --after).",
+	    offsetof(struct figures, blocked));
 	prom_queue_gauge(h, "aq_queue_active", "Jobs running under a lease.",
 	    offsetof(struct figures, active));
 	prom_queue_gauge(h, "aq_queue_workers", "Live workers of the queue.",

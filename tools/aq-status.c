@@ -94,6 +94,38 @@ ledger_row(const PGresult *r, const struct lookup *l)
 	return -1;
 }
 
+/* 1 when the hash reply r is a record whose status is blocked */
+static int
+is_blocked(const redisReply *r)
+{
+	for (size_t i = 0; i + 1 < r->elements; i += 2) {
+		const redisReply *k = r->element[i], *v = r->element[i + 1];
+		if (k->type == REDIS_REPLY_STRING && strcmp(k->str, "status") == 0)
+			return v->type == REDIS_REPLY_STRING && strcmp(v->str, "blocked") == 0;
+	}
+	return 0;
+}
+
+/* A record from Redis; a blocked job's also says which parents it waits
+ * for (one SMEMBERS more, for blocked jobs only). */
+static void
+write_redis_record(struct status_run *s, const struct lookup *l,
+    const redisReply *r)
+{
+	struct keys k;
+	char key[KEY_MAX + ID_MAX];
+
+	if (!is_blocked(r)) {
+		job_write_record(&s->out, l->id, l->queue, r);
+		return;
+	}
+	keys_init(&k, s->cfg.prefix, l->queue);
+	const char *argv[2] = {"SMEMBERS", keys_deps(&k, l->id, key, sizeof key)};
+	redisReply *pending = redis_command_ok(s->redis, &s->cfg.redis, 2, argv);
+	job_write_blocked(&s->out, l->id, l->queue, r, pending);
+	freeReplyObject(pending);
+}
+
 /* HGETALL every job of the batch in one pipelined round trip, ask the
  * ledger for those Redis does not have, print them all in order. */
 static void
@@ -124,7 +156,7 @@ flush_batch(struct status_run *s)
 		int row;
 		jb_reset(&s->out);
 		if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
-			job_write_record(&s->out, s->batch[i].id, s->batch[i].queue, r);
+			write_redis_record(s, &s->batch[i], r);
 		} else if ((row = ledger_row(ledger, &s->batch[i])) >= 0) {
 			ledger_write_record(&s->out, ledger, row);
 		} else if (s->listing) {

@@ -6,9 +6,10 @@
 -- (-1 when none waits), server time ms, stats as a flat field/value list,
 -- finished jobs waiting for the ledger's archive, log entries the archive
 -- has not read (-1: no archive; -2: unknown, the log was capped past it),
--- 1 when the queue is paused (aq-queue pause) else 0}.
+-- 1 when the queue is paused (aq-queue pause) else 0, jobs blocked on
+-- their parents (--after)}.
 -- The count is script.h's, of the same name (tests/unit.c compares them).
-local HEALTH_FIGURES = 10
+local HEALTH_FIGURES = 11
 local now = now_ms()
 local Q = queue_keys(ARGV[1])
 
@@ -48,6 +49,7 @@ end
 local figures = {redis.call('ZCARD', Q.wait), redis.call('ZCARD', Q.delayed),
   redis.call('ZCARD', Q.active), redis.call('ZCOUNT', Q.workers, now, '+inf'),
   oldest_age(), now, redis.call('HGETALL', Q.stats),
-  redis.call('ZCARD', Q.unarchived), archive_lag(), redis.call('EXISTS', Q.paused)}
+  redis.call('ZCARD', Q.unarchived), archive_lag(), redis.call('EXISTS', Q.paused),
+  redis.call('ZCARD', Q.blocked)}
 assert(#figures == HEALTH_FIGURES, 'health.lua returns HEALTH_FIGURES values')
 return figures

@@ -58,7 +58,9 @@ local function queue_keys(base)
     workers = KEYS[9], base = base, job = base .. 'job:',
     events = base .. 'events:', worker = base .. 'worker:',
     ledger = base .. 'ledger', unarchived = base .. 'unarchived',
-    failed = base .. 'failed', paused = base .. 'paused'}
+    failed = base .. 'failed', paused = base .. 'paused',
+    blocked = base .. 'blocked', deps = base .. 'deps:',
+    children = base .. 'children:'}
 end
 
 -- Where a finished job goes: the done set orders finished jobs by time, so
@@ -95,11 +97,8 @@ local function batch_write(Q, B)
   end
 end
 
--- a job reaches a final state: succeeded, failed or cancelled; with a
--- batch B its set entries and counter wait for batch_write. A failed job
--- also goes on the failed set (by finish time), where aq-status --state
--- failed and aq-retry find it without a scan.
-local function finish(Q, log, key, id, status, now, fields, B)
+-- the final state of one job, without its children (see finish)
+local function finish_one(Q, log, key, id, status, now, fields, B)
   redis.call('HSET', key, 'status', status, 'finished', int(now), unpack(fields))
   if B then
     B.zargs[#B.zargs + 1] = now
@@ -115,6 +114,93 @@ local function finish(Q, log, key, id, status, now, fields, B)
     if status == 'failed' then redis.call('ZADD', Q.failed, now, id) end
   end
   log_add(log, status, id)
+end
+
+-- a blocked job stops waiting for its parents: it leaves the blocked set,
+-- its set of pending parents and their sets of children
+local function unblock(Q, id)
+  local deps = Q.deps .. id
+  for _, parent in ipairs(redis.call('SMEMBERS', deps)) do
+    redis.call('SREM', Q.children .. parent, id)
+  end
+  redis.call('DEL', deps)
+  redis.call('ZREM', Q.blocked, id)
+end
+
+-- a blocked job whose parents all succeeded becomes queued, or delayed
+-- while its run_at is ahead; returns 1 when queued (for wake-ups)
+local function release(Q, log, key, id, now)
+  local job = redis.call('HMGET', key, 'priority', 'run_at')
+  redis.call('ZREM', Q.blocked, id)
+  local due = tonumber(job[2])
+  if due and due > now then
+    redis.call('HSET', key, 'status', 'delayed')
+    redis.call('ZADD', Q.delayed, due, id)
+    log_add(log, 'delayed', id)
+    wake(Q.wake, 1) -- a blocked worker sets its wait to the due time
+    return 0
+  end
+  redis.call('HSET', key, 'status', 'queued', 'queued_at', int(now))
+  push_wait(Q.wait, Q.seq, id, job[1])
+  log_add(log, 'queued', id)
+  return 1
+end
+
+-- A parent reached status: its children (the jobs enqueued --after it)
+-- learn it. On success each child drops it from its pending parents and is
+-- released when none is left; otherwise each blocked child is cancelled
+-- ("parent ID failed" or "... cancelled"), and so on down to the
+-- grandchildren: a loop over a work list, not a recursion. A graph of
+-- dependencies has no cycle (a parent exists before its child), and each
+-- job is settled once (its set of children is deleted as it is read), so
+-- the loop ends after the jobs below the parent.
+local function settle_children(Q, log, parent, status, now, B)
+  local todo, queued = {{parent, status}}, 0
+  local n = 1
+  while n > 0 do
+    local p, st = todo[n][1], todo[n][2]
+    todo[n] = nil
+    n = n - 1
+    local ckey = Q.children .. p
+    local kids = redis.call('SMEMBERS', ckey)
+    redis.call('DEL', ckey)
+    redis.call('HDEL', Q.job .. p, 'children')
+    for _, id in ipairs(kids) do
+      local key = Q.job .. id
+      local job = redis.call('HMGET', key, 'status', 'children')
+      if job[1] == 'blocked' then
+        if st == 'succeeded' then
+          local deps = Q.deps .. id
+          redis.call('SREM', deps, p)
+          if redis.call('SCARD', deps) == 0 then
+            queued = queued + release(Q, log, key, id, now)
+          end
+        else
+          unblock(Q, id)
+          finish_one(Q, log, key, id, 'cancelled', now,
+            {'error', 'parent ' .. p .. ' ' .. st}, B)
+          if job[2] then
+            n = n + 1
+            todo[n] = {id, 'cancelled'}
+          end
+        end
+      end
+    end
+  end
+  wake(Q.wake, queued)
+end
+
+-- A job reaches a final state: succeeded, failed or cancelled; with a
+-- batch B its set entries and counter wait for batch_write. A failed job
+-- also goes on the failed set (by finish time), where aq-status --state
+-- failed and aq-retry find it without a scan. children is the job's field
+-- of that name when the caller read it (set only on a job that has
+-- children, so a job without costs no call more), or nil: then finish
+-- reads it.
+local function finish(Q, log, key, id, status, now, fields, B, children)
+  finish_one(Q, log, key, id, status, now, fields, B)
+  if children == nil then children = redis.call('HGET', key, 'children') end
+  if children then settle_children(Q, log, id, status, now, B) end
 end
 
 -- a finished job leaves the sets of finished jobs (it is retried, or
@@ -144,7 +230,7 @@ local function recover_expired(Q, log, now, limit)
   for _, id in ipairs(expired) do
     local key = Q.job .. id
     local job = redis.call('HMGET', key, 'status', 'worker', 'attempt',
-      'max_attempts', 'priority', 'cancel')
+      'max_attempts', 'priority', 'cancel', 'children')
     redis.call('ZREM', Q.active, id)
     if job[1] == 'running' then
       local err = 'lease of worker ' .. (job[2] or '?') .. ' expired (attempt ' ..
@@ -153,10 +239,10 @@ local function recover_expired(Q, log, now, limit)
       redis.call('HINCRBY', Q.stats, 'recovered', 1)
       if job[6] == '1' then
         status = 'cancelled'
-        finish(Q, log, key, id, status, now, {'error', err})
+        finish(Q, log, key, id, status, now, {'error', err}, nil, job[7])
       elseif (tonumber(job[3]) or 0) >= (tonumber(job[4]) or 1) then
         status = 'failed'
-        finish(Q, log, key, id, status, now, {'error', err})
+        finish(Q, log, key, id, status, now, {'error', err}, nil, job[7])
       else
         redis.call('HSET', key, 'error', err)
         queued = queued + requeue(Q, log, key, id, job[5], now)

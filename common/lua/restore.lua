@@ -7,7 +7,9 @@
 --       run_at ms (''), created ms.
 -- A job still in Redis is left alone ("exists"). A job the ledger saw
 -- running with no attempt left fails, as a lost lease would; a delayed one
--- not yet due waits in the delayed set; the others are queued.
+-- not yet due waits in the delayed set; a blocked one (waiting for its
+-- parents, --after) is cancelled: the ledger keeps no parents, so it
+-- cannot wait for them again; the others are queued.
 -- Returns per job its new status, or "exists".
 -- The count is script.h's, of the same name (tests/unit.c compares them).
 local RESTORE_FIELDS = 9
@@ -45,7 +47,11 @@ for i = 3, #ARGV, RESTORE_FIELDS do
     if was == 'running' and attempt >= max_attempts then
       status = 'failed'
       finish(Q, log, key, id, status, now, {'error', 'redis lost this job while ' ..
-        'attempt ' .. int(attempt) .. ' of ' .. int(max_attempts) .. ' ran'})
+        'attempt ' .. int(attempt) .. ' of ' .. int(max_attempts) .. ' ran'}, nil, false)
+    elseif was == 'blocked' then
+      status = 'cancelled'
+      finish(Q, log, key, id, status, now, {'error', 'redis lost this job ' ..
+        'while it waited for its parents (--after); enqueue it again'}, nil, false)
     elseif run_at ~= '' and tonumber(run_at) > now then
       status = 'delayed'
       redis.call('HSET', key, 'status', status)

@@ -32,7 +32,7 @@ local retried = 0
 local inactive = {}
 
 -- job: status, lease, attempt, max_attempts, priority, cancel, done,
--- exit_code, error (what an earlier attempt left must not pass for this
+-- exit_code, error, children (for finish) (what an earlier attempt left must not pass for this
 -- one's: removed when there)
 local function apply(key, id, token, job, outcome, result, err, code, delay)
   local fields = {'done', token}
@@ -47,11 +47,11 @@ local function apply(key, id, token, job, outcome, result, err, code, delay)
   if outcome == 'succeeded' then
     fields[#fields + 1] = 'result'
     fields[#fields + 1] = result
-    finish(Q, log, key, id, 'succeeded', now, fields, B)
+    finish(Q, log, key, id, 'succeeded', now, fields, B, job[10])
   elseif outcome == 'failed' or outcome == 'cancelled' then
     fields[#fields + 1] = 'error'
     fields[#fields + 1] = err
-    finish(Q, log, key, id, outcome, now, fields, B)
+    finish(Q, log, key, id, outcome, now, fields, B, job[10])
   elseif outcome == 'retry' then
     local due = now + tonumber(delay)
     redis.call('HSET', key, 'status', 'delayed', 'run_at', int(due), 'error', err,
@@ -74,7 +74,8 @@ for i = 0, tonumber(ARGV[7]) - 1 do
   local id, token = ARGV[b], ARGV[b + 1]
   local key = Q.job .. id
   local job = redis.call('HMGET', key, 'status', 'lease', 'attempt',
-    'max_attempts', 'priority', 'cancel', 'done', 'exit_code', 'error')
+    'max_attempts', 'priority', 'cancel', 'done', 'exit_code', 'error',
+    'children')
   if job[1] == 'running' and job[2] == token then
     inactive[#inactive + 1] = id
     apply(key, id, token, job, ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5],
