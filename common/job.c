@@ -114,7 +114,7 @@ write_field(struct jbuf *b, const char *name, enum field_kind kind,
 	}
 }
 
-_Static_assert(sizeof fields / sizeof fields[0] == JOB_FIELDS && JOB_ERROR + 1 == JOB_FIELDS,
+_Static_assert(sizeof fields / sizeof fields[0] == JOB_FIELDS && JOB_AFTER + 1 == JOB_FIELDS,
     "JOB_FIELDS counts the fields of a record, enum job_field names them");
 
 /* the record's fields, its object left open */

@@ -52,7 +52,7 @@ void job_write_blocked(struct jbuf *b, const char *id, const char *queue,
 enum job_field {
 	JOB_STATUS, JOB_ATTEMPT, JOB_MAX_ATTEMPTS, JOB_PRIORITY, JOB_CREATED,
 	JOB_RUN_AT, JOB_STARTED, JOB_FINISHED, JOB_TIMEOUT, JOB_WORKER,
-	JOB_EXIT_CODE, JOB_PAYLOAD, JOB_RESULT, JOB_ERROR
+	JOB_EXIT_CODE, JOB_PAYLOAD, JOB_RESULT, JOB_ERROR, JOB_AFTER
 };
 
 /* job_write_values: job_write_record from the stored text of each field
