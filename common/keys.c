@@ -27,6 +27,9 @@ static const struct {
 	{offsetof(struct keys, unarchived), "unarchived"},
 	{offsetof(struct keys, failed), "failed"},
 	{offsetof(struct keys, paused), "paused"},
+	{offsetof(struct keys, limits), "limits"},
+	{offsetof(struct keys, rate), "rate"},
+	{offsetof(struct keys, throttled), "throttled"},
 };
 
 void

@@ -46,6 +46,12 @@ struct keys {
 	char failed[KEY_MAX];  /* sorted set: failed jobs by finish time (ms) */
 	char paused[KEY_MAX];  /* string: set while the queue is paused (the
 	                        * time it was, ms): workers claim nothing */
+	char limits[KEY_MAX];  /* hash: the queue's flow limits (aq-queue limit):
+	                        * rate, period_ms, concurrency */
+	char rate[KEY_MAX];    /* sorted set: the claims of the last rate period
+	                        * (id:lease token, by claim time ms) */
+	char throttled[KEY_MAX]; /* string, with an expiry: set while a handler's
+	                          * throttle pause holds the queue (until, ms) */
 };
 
 /* keys_init: the key names of queue under prefix (both already validated). */

@@ -51,8 +51,8 @@ int script_is_noscript(const redisReply *r);
 #define EVENT_LINE_FIELDS 2   /* event.lua: ARGV per line: type, data */
 #define RENEW_FIXED_ARGS 10   /* renew.lua: ARGV before the jobs held */
 #define RESTORE_FIELDS 9      /* restore.lua: ARGV per job */
-#define HEALTH_FIGURES 10     /* health.lua: values it returns */
-#define QUEUE_FIGURES 4       /* queue.lua: values pause, resume, show return */
+#define HEALTH_FIGURES 14     /* health.lua: values it returns */
+#define QUEUE_FIGURES 8       /* queue.lua: values pause, resume, limit, show return */
 
 /*
  * A script call being built: "EVALSHA sha numkeys KEYS... ARGV...". Keys

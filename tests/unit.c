@@ -1443,6 +1443,9 @@ test_keys_short(void)
 	check_str(k.worker, "aq:{q}:worker:", "keys_init: worker");
 	check_str(k.failed, "aq:{q}:failed", "keys_init: failed");
 	check_str(k.paused, "aq:{q}:paused", "keys_init: paused");
+	check_str(k.limits, "aq:{q}:limits", "keys_init: limits");
+	check_str(k.rate, "aq:{q}:rate", "keys_init: rate");
+	check_str(k.throttled, "aq:{q}:throttled", "keys_init: throttled");
 }
 
 /* lua_field: in the Lua source src, within the text from the first
@@ -1496,6 +1499,8 @@ test_keys_match_lib_lua(void)
 		{"job", k.job}, {"events", k.events}, {"worker", k.worker},
 		{"ledger", k.ledger}, {"unarchived", k.unarchived},
 		{"failed", k.failed}, {"paused", k.paused},
+		{"limits", k.limits}, {"rate", k.rate},
+		{"throttled", k.throttled},
 	};
 	char lua[128], want[128];
 	int bad = 0;
@@ -1526,8 +1531,8 @@ test_keys_match_lib_lua(void)
 			    lua, derived[i].c);
 		}
 	}
-	check(bad == 0, "lib.lua's job, events, worker, ledger, unarchived, failed "
-	    "and paused keys are keys_init's");
+	check(bad == 0, "lib.lua's job, events, worker, ledger, unarchived, failed, "
+	    "paused, limits, rate and throttled keys are keys_init's");
 }
 
 /* lua_const: N of "local NAME = N" in the Lua source src; -1 when none. */

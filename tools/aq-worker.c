@@ -21,7 +21,7 @@
 #define WORKER_ID_MAX 200
 
 enum { OPT_LEASE = OPT_TOOL, OPT_GRACE, OPT_TIMEOUT, OPT_BACKOFF, OPT_MAX_JOBS,
-	OPT_BURST, OPT_WORKER_ID, OPT_LINES, OPT_PREFETCH };
+	OPT_BURST, OPT_WORKER_ID, OPT_LINES, OPT_PREFETCH, OPT_THROTTLE };
 
 static void
 usage(FILE *fp)
@@ -31,7 +31,7 @@ usage(FILE *fp)
 	    "                 [-c n] [--lease duration] [--grace duration]\n"
 	    "                 [--timeout duration] [--backoff duration] [--max-jobs n]\n"
 	    "                 [--burst] [--lines] [--prefetch n] [--worker-id id]\n"
-	    "                 [--max-line size]\n"
+	    "                 [--throttle duration] [--max-line size]\n"
 	    "                 -- command [argument ...]\n");
 }
 
@@ -51,6 +51,7 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 		{"worker-id", required_argument, NULL, OPT_WORKER_ID},
 		{"lines", no_argument, NULL, OPT_LINES},
 		{"prefetch", required_argument, NULL, OPT_PREFETCH},
+		{"throttle", required_argument, NULL, OPT_THROTTLE},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -93,6 +94,11 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 			break;
 		case OPT_PREFETCH:
 			o->prefetch = (int)option_int("--prefetch", optarg, 0, CONCURRENCY_MAX);
+			break;
+		case OPT_THROTTLE:
+			o->throttle_ms = option_duration("--throttle", optarg, 1);
+			if (o->throttle_ms > THROTTLE_MAX_MS)
+				die_usage("invalid --throttle '%s': want 1d or less", optarg);
 			break;
 		default:
 			config_bad_option(c, argv, longopts, usage);
@@ -174,7 +180,8 @@ main(int argc, char **argv)
 {
 	struct config cfg;
 	struct worker_options o = {.concurrency = 1, .lease_ms = 30000,
-	    .grace_ms = 10000, .backoff_ms = 1000, .prefetch = -1};
+	    .grace_ms = 10000, .backoff_ms = 1000, .prefetch = -1,
+	    .throttle_ms = THROTTLE_DEFAULT_MS};
 	redisContext *probe;
 	char interp[256];
 

@@ -58,7 +58,9 @@ local function queue_keys(base)
     workers = KEYS[9], base = base, job = base .. 'job:',
     events = base .. 'events:', worker = base .. 'worker:',
     ledger = base .. 'ledger', unarchived = base .. 'unarchived',
-    failed = base .. 'failed', paused = base .. 'paused'}
+    failed = base .. 'failed', paused = base .. 'paused',
+    limits = base .. 'limits', rate = base .. 'rate',
+    throttled = base .. 'throttled'}
 end
 
 -- Where a finished job goes: the done set orders finished jobs by time, so
