@@ -18,7 +18,6 @@
 #include "mem.h"
 
 #define BACKOFF_CAP_MS (3600 * 1000LL)
-#define EXIT_THROTTLED 69     /* EX_UNAVAILABLE: hold the queue, retry later */
 
 static uint64_t
 random_u64(void)
@@ -79,7 +78,8 @@ decide_outcome(const struct slot *s)
 		return "requeue";
 	if (s->stop == STOP_CANCEL)
 		return "cancelled";
-	if (code == EXIT_THROTTLED && s->stop == STOP_NONE && !s->w->o->lines &&
+	/* the service the handler calls is unavailable to it: hold the queue */
+	if (code == EX_UNAVAILABLE && s->stop == STOP_NONE && !s->w->o->lines &&
 	    s->w->o->throttle_ms > 0)
 		return "throttled";
 	if (s->stop == STOP_TIMEOUT || code != 65)

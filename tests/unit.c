@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "duration.h"
+#include "flow.h"
 #include "id.h"
 #include "job.h"
 #include "json.h"
@@ -596,6 +597,65 @@ test_duration_rejects(void)
 		int64_t ms = -7;
 		check(duration_parse(bad[i], &ms) == -1, "duration_parse rejects \"%s\"", bad[i]);
 	}
+}
+
+/* ---- flow.h ---- */
+
+static void
+test_flow_parse_rate(void)
+{
+	static const struct { const char *text; long n; int64_t ms; } good[] = {
+		{"100/1s", 100, 1000}, {"5/1m", 5, 60000}, {"20/250ms", 20, 250},
+		{"1/1d", 1, 86400000}, {"1000000/1.5", 1000000, 1500},
+	};
+	static const char *bad[] = {
+		"", "5", "5/", "/1s", "0/1s", "-1/1s", "+5/1s", " 5/1s", "5/0",
+		"5/0ms", "5/2d", "5/1s ", "5/x", "1000001/1s", "5//1s", "5/-1s",
+		"99999999999999999999/1s",
+	};
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		long n = -7;
+		int64_t ms = -7;
+		check(flow_parse_rate(good[i].text, &n, &ms) == 0 && n == good[i].n &&
+		    ms == good[i].ms, "flow_parse_rate(\"%s\") = %ld per %" PRId64 " ms",
+		    good[i].text, good[i].n, good[i].ms);
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		long n;
+		int64_t ms;
+		check(flow_parse_rate(bad[i], &n, &ms) == -1,
+		    "flow_parse_rate rejects \"%s\"", bad[i]);
+	}
+}
+
+static void
+test_flow_json(void)
+{
+	static const struct {
+		struct flow_state l;
+		int all;
+		const char *want;
+	} cases[] = {
+		{{0, 0, 0, 0}, 0, "{}"},
+		{{0, 0, 0, 0}, 1, "{\"limits\":null,\"throttled_s\":null}"},
+		{{20, 1000, 0, 0}, 0, "{\"limits\":{\"rate\":20,\"period_ms\":1000}}"},
+		{{0, 0, 5, 1500}, 1,
+		    "{\"limits\":{\"concurrency\":5},\"throttled_s\":1.500}"},
+		{{3, 60000, 2, 0}, 0,
+		    "{\"limits\":{\"rate\":3,\"period_ms\":60000,\"concurrency\":2}}"},
+	};
+	struct jbuf b = {0};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		jb_reset(&b);
+		jb_obj_begin(&b);
+		flow_json(&b, &cases[i].l, cases[i].all);
+		jb_obj_end(&b);
+		check_mem(b.p, b.len, cases[i].want, strlen(cases[i].want), "flow_json case %zu: %s",
+		    i, cases[i].want);
+	}
+	jb_free(&b);
 }
 
 /* ---- duration.h: time_parse ---- */
@@ -1978,6 +2038,8 @@ main(void)
 	test_uuidv7_increasing();
 
 	test_duration_accepts();
+	test_flow_parse_rate();
+	test_flow_json();
 	test_duration_rejects();
 	test_time_accepts();
 	test_time_rejects();
