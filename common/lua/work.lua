@@ -121,6 +121,14 @@ if head[2] and tonumber(head[2]) <= now then
   head = nil
 end
 
+-- When the rate set is full: when its oldest claim leaves the window (ms);
+-- -1 while it has room.
+local function rate_full_until(limits)
+  if redis.call('ZCARD', Q.rate) < tonumber(limits[2]) then return -1 end
+  local oldest = redis.call('ZRANGE', Q.rate, 0, 0, 'WITHSCORES')
+  return tonumber(oldest[2]) + tonumber(limits[3])
+end
+
 -- 3. flow control: how many of the k jobs this call may claim, when a
 -- claim held back is worth trying again (ms; -1: when a worker wakes it),
 -- and whether the queue takes no claim at all now (paused, throttled or
@@ -130,14 +138,6 @@ end
 -- than the limit, across all workers. Rate: no more claims in any period
 -- than the limit, across all workers: the claims of the last period are
 -- kept in the rate set (a sliding window, exact at every instant).
--- When the rate set is full: when its oldest claim leaves the window (ms);
--- -1 while it has room.
-local function rate_full_until(limits)
-  if redis.call('ZCARD', Q.rate) < tonumber(limits[2]) then return -1 end
-  local oldest = redis.call('ZRANGE', Q.rate, 0, 0, 'WITHSCORES')
-  return tonumber(oldest[2]) + tonumber(limits[3])
-end
-
 local function flow_room(limits)
   if redis.call('EXISTS', Q.paused) == 1 then return 0, -1, true end
   local untl = tonumber(redis.call('GET', Q.throttled))
