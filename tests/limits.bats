@@ -108,7 +108,10 @@ round_trips() {
 		    fail "claims $i and $((i + 20)) are $((t[i + 20] - t[i])) ms apart"
 	done
 	# the limit was reached, not merely unneeded: 20 claims fit in a window
-	(( t[19] - t[0] < 1000 )) || fail "the first 20 claims took $((t[19] - t[0])) ms"
+	for ((i = 0; i + 19 < ${#t[@]}; i++)); do
+		(( t[i + 19] - t[i] >= 1000 )) || break
+	done
+	(( i + 19 < ${#t[@]} )) || fail "no 20 claims came within a period: the limit never held"
 	# the rate set holds the claims of the last period only, then expires
 	(( $(rcli zcard 'aq:{rq}:rate') <= 20 ))
 	for w in 1 2 3; do kill -TERM "$(pid_of "w$w")"; done
@@ -126,8 +129,9 @@ round_trips() {
 	rcli config resetstat >/dev/null
 	sleep 2 # the window the commands are counted over, not a wait
 	n=$(round_trips)
-	# per worker one claim and one BLPOP per 2 s wait, a renewal now and then
-	(( n <= 15 )) || fail "3 held workers made $n round trips to Redis in 2 s"
+	# per worker one claim and one BLPOP per 2 s wait (parts of two waits
+	# in the window), a renewal now and then; a spinning one makes hundreds
+	(( n <= 20 )) || fail "3 held workers made $n round trips to Redis in 2 s"
 	assert_equal "$(rcli zcard 'aq:{sq}:wait') $(succeeded sq)" '3 2'
 	aq-queue limit -q sq --rate off >/dev/null
 	wait_for 100 redis_is 5 hget 'aq:{sq}:stats' succeeded

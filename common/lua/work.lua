@@ -44,7 +44,8 @@ local function throttle(id, ms)
   if ms <= 0 then return end
   local untl = now + ms
   if untl > (tonumber(redis.call('GET', Q.throttled)) or 0) then
-    redis.call('SET', Q.throttled, int(untl), 'PX', int(ms))
+    -- expiring at its end by the same clock that decides the claims
+    redis.call('SET', Q.throttled, int(untl), 'PXAT', int(untl))
     redis.call('XADD', Q.log, 'MAXLEN', '~', cap, '*', 'status', 'throttled',
       'ids', id, 'until', int(untl))
   end
