@@ -171,6 +171,33 @@ round_trips() {
 	for w in 1 2 3; do finish "w$w"; done
 }
 
+@test "a job ending on a concurrency-limited queue wakes a blocked worker for its slot" {
+	aq-queue limit -q wq --concurrency 1 >/dev/null
+	seq 2 | aq-enqueue -q wq >/dev/null
+	rcli del 'aq:{wq}:wake' >/dev/null
+	# it claims one job and no more: the report of its end claims nothing,
+	# so the slot it frees is another worker's, woken for it
+	run timeout 20 aq-worker -q wq --max-jobs 1 -- cat
+	assert_success
+	assert_equal "$(succeeded wq) $(rcli zcard 'aq:{wq}:wait')" '1 1'
+	assert_equal "$(rcli llen 'aq:{wq}:wake')" 1
+}
+
+@test "no flow control set: the claim costs what it did, one EXISTS a call, and touches none of its keys" {
+	seq 200 | aq-enqueue -q nq >/dev/null
+	rcli config resetstat >/dev/null
+	aq-worker -q nq -c 4 --burst -- sh -c 'cat >/dev/null' 2>/dev/null
+	assert_equal "$(succeeded nq)" 200
+	stat() { rcli info commandstats | sed -n "s/^cmdstat_$1:calls=\([0-9]*\),.*/\1/p"; }
+	# an HMGET per job claimed and per job reported, no more
+	assert_equal "$(stat hmget)" 400
+	# per work call an EXISTS for flow control and one for the ledger
+	(( $(stat exists) <= 2 * $(stat evalsha) )) ||
+	    fail "$(stat exists) EXISTS for $(stat evalsha) script calls"
+	assert_equal "$(stat zremrangebyscore)$(stat pttl)$(stat get)" ''
+	assert_equal "$(rcli exists 'aq:{nq}:limits' 'aq:{nq}:rate' 'aq:{nq}:throttled')" 0
+}
+
 @test "a limit changed under running workers takes effect at once, no restart" {
 	aq-queue limit -q ch --concurrency 1 >/dev/null
 	seq 4 | aq-enqueue -q ch >/dev/null
