@@ -51,7 +51,6 @@ static void start_wait(struct worker *w, long long next_due, long long now,
 
 /* work.lua's last value: what flow control did to the claim */
 enum { HELD_NOT = 0, HELD_BY_LIMIT = 1, HELD_THROTTLED = 2 };
-#define WORK_REPLY_VALUES 5
 
 struct work_call {
 	struct worker *w;

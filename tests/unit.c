@@ -1618,6 +1618,7 @@ test_counts_match_scripts(void)
 	} counts[] = {
 		{&script_work, "REPORT_FIELDS", REPORT_FIELDS},
 		{&script_work, "CLAIM_FIELDS", CLAIM_FIELDS},
+		{&script_work, "WORK_REPLY_VALUES", WORK_REPLY_VALUES},
 		{&script_event, "EVENT_FIXED_ARGS", EVENT_FIXED_ARGS},
 		{&script_event, "EVENT_LINE_FIELDS", EVENT_LINE_FIELDS},
 		{&script_renew, "RENEW_FIXED_ARGS", RENEW_FIXED_ARGS},

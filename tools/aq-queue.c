@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include "config.h"
+#include "flow.h"
 #include "id.h"
 #include "json.h"
 #include "keys.h"
-#include "flow.h"
 #include "log.h"
 #include "redis.h"
 #include "script.h"

@@ -22,9 +22,11 @@
 -- HSET) and two per job claimed (the same), the
 -- set entries and counters of the whole call written once; one EXISTS per
 -- call asks whether any flow control (pause, limits, throttle) is set.
--- REPORT_FIELDS and CLAIM_FIELDS are script.h's, of the same names
--- (tests/unit.c compares them); WORK_FIXED_ARGS counts ARGV 1 to 7 above.
+-- REPORT_FIELDS, CLAIM_FIELDS and WORK_REPLY_VALUES are script.h's, of the
+-- same names (tests/unit.c compares them); WORK_FIXED_ARGS counts ARGV 1
+-- to 7 above.
 local WORK_FIXED_ARGS = 7
+local WORK_REPLY_VALUES = 5
 local REPORT_FIELDS = 7
 local CLAIM_FIELDS = 6
 local now = now_ms()
@@ -233,4 +235,6 @@ log_write(log, Q.log, cap)
 if not head then head = redis.call('ZRANGE', Q.delayed, 0, 0, 'WITHSCORES') end
 local next_at = tonumber(head[2]) or -1
 if retry_at ~= -1 and (next_at == -1 or retry_at < next_at) then next_at = retry_at end
-return {verdicts, claimed, next_at, now, held}
+local reply = {verdicts, claimed, next_at, now, held}
+assert(#reply == WORK_REPLY_VALUES, 'work.lua returns WORK_REPLY_VALUES values')
+return reply
