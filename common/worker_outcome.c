@@ -97,6 +97,7 @@ throttle_ms(const struct slot *s, json_t *doc)
 {
 	json_t *v = json_is_object(doc) ? json_object_get(doc, "retry_after") : NULL;
 	double secs;
+	int64_t ms;
 
 	if (!v)
 		return s->w->o->throttle_ms;
@@ -107,7 +108,8 @@ throttle_ms(const struct slot *s, json_t *doc)
 		    s->id, (long long)s->w->o->throttle_ms);
 		return s->w->o->throttle_ms;
 	}
-	return (int64_t)(secs * 1000 + 0.5) > 0 ? (int64_t)(secs * 1000 + 0.5) : 1;
+	ms = (int64_t)(secs * 1000 + 0.5);
+	return ms > 0 ? ms : 1; /* a hold under half a millisecond still holds */
 }
 
 /* Report a throttled job: back on the queue, its attempt not counted, and

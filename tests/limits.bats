@@ -264,6 +264,13 @@ round_trips() {
 	grep -q 'held 1000 ms' w.err
 	kill -TERM "$(pid_of w)"
 	finish w
+	# a retry_after that is no number of seconds: said, and --throttle held
+	aq-enqueue -q rb --id b '{}' >/dev/null
+	start_bg w2 aq-worker -q rb --throttle 500ms -- sh -c 'cat >/dev/null; mkdir once2 2>/dev/null && { echo "{\"retry_after\":\"soon\"}"; exit 69; }; echo ok'
+	wait_for 100 job_is rb b succeeded
+	grep -q "job b: its handler's retry_after is not a number of seconds above 0 and at most 86400; the queue is held 500 ms" w2.err
+	kill -TERM "$(pid_of w2)"
+	finish w2
 	aq-enqueue -q dz --id z --max-attempts 1 '{}' >/dev/null
 	run timeout 20 aq-worker -q dz --burst --throttle 0 -- sh -c 'cat >/dev/null; exit 69'
 	assert_equal "$(aq-status -q dz z | jq -c '[.status, .exit_code]')" '["failed",69]'
