@@ -139,6 +139,11 @@ handler_option(struct worker_options *o, int c, const char *arg)
 	case OPT_WORKER_ID:
 		o->worker_id = arg;
 		return 1;
+	case OPT_THROTTLE:
+		o->throttle_ms = option_duration("--throttle", arg, 1);
+		if (o->throttle_ms > THROTTLE_MAX_MS)
+			die_usage("invalid --throttle '%s': want 1d or less", arg);
+		return 1;
 	default:
 		return 0;
 	}

@@ -12,7 +12,8 @@
 
 /* The options of how handlers run, shared by aq-worker and aq-run: -c
  * (HANDLER_OPTSTRING) and the long ones of HANDLER_LONG_OPTIONS. */
-enum { OPT_GRACE = OPT_HANDLER, OPT_TIMEOUT, OPT_BACKOFF, OPT_LINES, OPT_WORKER_ID };
+enum { OPT_GRACE = OPT_HANDLER, OPT_TIMEOUT, OPT_BACKOFF, OPT_LINES, OPT_WORKER_ID,
+	OPT_THROTTLE };
 #define HANDLER_OPTSTRING "c:"
 #define HANDLER_LONG_OPTIONS \
 	{"concurrency", required_argument, NULL, 'c'}, \
@@ -20,10 +21,12 @@ enum { OPT_GRACE = OPT_HANDLER, OPT_TIMEOUT, OPT_BACKOFF, OPT_LINES, OPT_WORKER_
 	{"timeout", required_argument, NULL, OPT_TIMEOUT}, \
 	{"backoff", required_argument, NULL, OPT_BACKOFF}, \
 	{"lines", no_argument, NULL, OPT_LINES}, \
-	{"worker-id", required_argument, NULL, OPT_WORKER_ID}
+	{"worker-id", required_argument, NULL, OPT_WORKER_ID}, \
+	{"throttle", required_argument, NULL, OPT_THROTTLE}
 
 /* The defaults of those options, for a struct worker_options initializer. */
-#define HANDLER_DEFAULTS .concurrency = 1, .grace_ms = 10000, .backoff_ms = 1000
+#define HANDLER_DEFAULTS .concurrency = 1, .grace_ms = 10000, .backoff_ms = 1000, \
+	.throttle_ms = THROTTLE_DEFAULT_MS
 
 /* handler_option: apply option c (a getopt code) with its value arg to o
  * when it is one of those: 1, else 0. A bad value exits EX_USAGE. */

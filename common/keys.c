@@ -30,6 +30,9 @@ static const struct {
 	{offsetof(struct keys, blocked), "blocked"},
 	{offsetof(struct keys, deps), "deps:"},
 	{offsetof(struct keys, children), "children:"},
+	{offsetof(struct keys, limits), "limits"},
+	{offsetof(struct keys, rate), "rate"},
+	{offsetof(struct keys, throttled), "throttled"},
 };
 
 void

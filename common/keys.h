@@ -52,6 +52,12 @@ struct keys {
 	                        * the parents the job still waits for */
 	char children[KEY_MAX]; /* "aq:{q}:children:" (a job id follows): set
 	                         * of the blocked jobs waiting for it */
+	char limits[KEY_MAX];  /* hash: the queue's flow limits (aq-queue limit):
+	                        * rate, period_ms, concurrency */
+	char rate[KEY_MAX];    /* sorted set: the claims of the last rate period
+	                        * (id:lease token, by claim time ms) */
+	char throttled[KEY_MAX]; /* string, with an expiry: set while a handler's
+	                          * throttle pause holds the queue (until, ms) */
 };
 
 /* keys_init: the key names of queue under prefix (both already validated). */

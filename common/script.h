@@ -47,12 +47,13 @@ int script_is_noscript(const redisReply *r);
  */
 #define REPORT_FIELDS 7       /* work.lua: ARGV per report */
 #define CLAIM_FIELDS 6        /* work.lua: values per claimed job it returns */
+#define WORK_REPLY_VALUES 5   /* work.lua: values it returns */
 #define EVENT_FIXED_ARGS 3    /* event.lua: ARGV before the lines */
 #define EVENT_LINE_FIELDS 2   /* event.lua: ARGV per line: type, data */
 #define RENEW_FIXED_ARGS 10   /* renew.lua: ARGV before the jobs held */
 #define RESTORE_FIELDS 9      /* restore.lua: ARGV per job */
-#define HEALTH_FIGURES 11     /* health.lua: values it returns */
-#define QUEUE_FIGURES 4       /* queue.lua: values pause, resume, show return */
+#define HEALTH_FIGURES 15     /* health.lua: values it returns */
+#define QUEUE_FIGURES 8       /* queue.lua: values pause, resume, limit, show return */
 
 /*
  * A script call being built: "EVALSHA sha numkeys KEYS... ARGV...". Keys

@@ -9,6 +9,11 @@
 
 #include "config.h"
 
+/* A handler's throttle pause (exit 69, or a line-mode answer): the hold
+ * when it names none, and the longest it may name. */
+#define THROTTLE_DEFAULT_MS 30000
+#define THROTTLE_MAX_MS (86400 * 1000LL)
+
 struct worker_options {
 	const struct config *cfg;
 	const char *worker_id;      /* AQ_WORKER_ID, --worker-id or host:pid */
@@ -22,6 +27,9 @@ struct worker_options {
 	int burst;                  /* --burst: exit when there is nothing to do */
 	int lines;                  /* --lines: one process per slot, a line per job */
 	int prefetch;               /* --prefetch: jobs claimed ahead of a free slot */
+	int64_t throttle_ms;        /* --throttle: how long a handler's exit 69
+	                             * holds the queue when it names no
+	                             * retry_after; 0: exit 69 is a failure */
 };
 
 /* worker_run: work until told to stop (or out of work with burst or

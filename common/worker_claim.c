@@ -37,7 +37,11 @@ claim_budget(const struct worker *w)
 	return (int)n;
 }
 
-static void start_wait(struct worker *w, long long next_due, long long now);
+static void start_wait(struct worker *w, long long next_due, long long now,
+    int held);
+
+/* work.lua's last value: what flow control did to the claim */
+enum { HELD_NOT = 0, HELD_BY_LIMIT = 1, HELD_THROTTLED = 2 };
 
 struct work_call {
 	struct worker *w;
@@ -150,7 +154,7 @@ on_work_reply(redisAsyncContext *ac, void *reply, void *priv)
 	if (w->claiming < 0)
 		w->claiming = 0;
 	if (!aredis_usable(&w->cmd, r, "the work script") || r->type != REDIS_REPLY_ARRAY ||
-	    r->elements != 4) {
+	    r->elements != WORK_REPLY_VALUES) {
 		/* its reports stay, to be sent again (when the connection is back) */
 		for (size_t i = 0; i < call->nreports; i++) {
 			struct report *rep = report_by_seq(w, call->seqs[i]);
@@ -160,15 +164,21 @@ on_work_reply(redisAsyncContext *ac, void *reply, void *priv)
 		free_work_call(call);
 		return;
 	}
+	long long held = r->element[4]->integer;
 	apply_verdicts(w, call, r->element[0]);
+	if (held == HELD_THROTTLED && w->nahead > 0)
+		requeue_ahead(w); /* they would meet the same throttled service */
 	start_claimed(w, r->element[1], call->sent_at);
+	/* a burst worker ends on an empty or paused queue, but waits out a
+	 * limit or a throttle while jobs wait */
 	if (call->k > 0 && r->element[1]->elements == 0 && w->o->burst &&
-	    w->running == 0 && w->nreports == 0 && w->nahead == 0)
+	    held == HELD_NOT && w->running == 0 && w->nreports == 0 && w->nahead == 0)
 		worker_no_more_work(w);
 	w->nothing_to_claim = call->k > 0 && r->element[1]->elements / CLAIM_FIELDS <
 	    (size_t)call->k;
 	if (w->nothing_to_claim)
-		start_wait(w, r->element[2]->integer, r->element[3]->integer);
+		start_wait(w, r->element[2]->integer, r->element[3]->integer,
+		    held != HELD_NOT);
 	free_work_call(call);
 	worker_kick(w);
 }
@@ -332,16 +342,18 @@ on_wait_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 /*
  * Nothing to claim: block on the wake list until a job is queued, or the
- * next delayed job is due (both by the server's clock), at most WAIT_MAX_S.
- * In burst mode, there is no waiting: the worker ends when idle.
+ * next delayed job is due, or the rate window or throttle that held the
+ * claim back ends (all by the server's clock), at most WAIT_MAX_S. In
+ * burst mode, there is no waiting unless flow control held jobs back: the
+ * worker ends when idle.
  */
 static void
-start_wait(struct worker *w, long long next_due, long long now)
+start_wait(struct worker *w, long long next_due, long long now, int held)
 {
 	double secs = WAIT_MAX_S;
 	char timeout[32];
 
-	if (w->o->burst || w->wait_in_flight || !w->block.ready || claim_budget(w) == 0)
+	if ((w->o->burst && !held) || w->wait_in_flight || !w->block.ready || claim_budget(w) == 0)
 		return;
 	if (next_due >= 0 && (double)(next_due - now) / 1000.0 < secs)
 		secs = (double)(next_due - now) / 1000.0;

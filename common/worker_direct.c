@@ -250,10 +250,11 @@ final_status(const char *outcome)
 {
 	if (strcmp(outcome, "succeeded") == 0 || strcmp(outcome, "failed") == 0)
 		return outcome;
-	return "cancelled"; /* cancelled, requeue (stopped), retry (stopping) */
+	return "cancelled"; /* cancelled, requeue (stopped), retry or throttled (stopping) */
 }
 
-/* backend.report: a retry waits for its backoff; anything else is final. */
+/* backend.report: a retry waits for its backoff, a throttled job for its
+ * hold (its attempt not counted); anything else is final. */
 static void
 direct_report(struct slot *s, struct report *r)
 {
@@ -269,7 +270,10 @@ direct_report(struct slot *s, struct report *r)
 	}
 	free(j->result);
 	j->result = r->result;
-	if (strcmp(r->outcome, "retry") == 0 && d->w.state == WORKING) {
+	if (strcmp(r->outcome, "throttled") == 0)
+		j->attempt--; /* held, as aq-worker's queue: the attempt not counted */
+	if ((strcmp(r->outcome, "retry") == 0 || strcmp(r->outcome, "throttled") == 0) &&
+	    d->w.state == WORKING) {
 		j->due = clock_mono_ms() + strtoll(r->delay, NULL, 10);
 		jobq_push(&d->retrying, j);
 		arm_retry(d);

@@ -50,7 +50,8 @@ report_new(struct worker *w, const char *id, const char *token, const char *outc
 	return r;
 }
 
-/* backend.report: r, of the job of s, to be sent with the next work call. */
+/* backend.report: r, of the job of s, to be sent with the next work call;
+ * a throttled job's queue is held, so the jobs claimed ahead go back. */
 static void
 report_take(struct slot *s, struct report *r)
 {
@@ -60,6 +61,8 @@ report_take(struct slot *s, struct report *r)
 	q->error = r->error;
 	memcpy(q->exit_code, r->exit_code, sizeof q->exit_code);
 	memcpy(q->delay, r->delay, sizeof q->delay);
+	if (strcmp(r->outcome, "throttled") == 0)
+		requeue_ahead(s->w); /* before a slot starts one of them */
 }
 
 struct report *

@@ -1,5 +1,6 @@
 /* worker_outcome.c: what the end of a handler means for its job: the
- * outcome, a retry's backoff, the report; a line-mode answer. */
+ * outcome, a retry's backoff, a throttle pause, the report; a line-mode
+ * answer. */
 #define _GNU_SOURCE
 #include "worker_impl.h"
 
@@ -77,9 +78,68 @@ decide_outcome(const struct slot *s)
 		return "requeue";
 	if (s->stop == STOP_CANCEL)
 		return "cancelled";
+	/* the service the handler calls is unavailable to it: hold the queue */
+	if (code == EX_UNAVAILABLE && s->stop == STOP_NONE && !s->w->o->lines &&
+	    s->w->o->throttle_ms > 0)
+		return "throttled";
 	if (s->stop == STOP_TIMEOUT || code != 65)
 		return "retry";
 	return "failed";
+}
+
+/*
+ * The hold a throttled handler asked for, in ms: "retry_after" (seconds,
+ * a number above 0 and at most a day) of the JSON object doc, or, when it
+ * has none, --throttle. A bad value is said and the default taken.
+ */
+static int64_t
+throttle_ms(const struct slot *s, json_t *doc)
+{
+	json_t *v = json_is_object(doc) ? json_object_get(doc, "retry_after") : NULL;
+	double secs;
+	int64_t ms;
+
+	if (!v)
+		return s->w->o->throttle_ms;
+	secs = json_number_value(v);
+	if (!json_is_number(v) || !(secs > 0) || secs * 1000 > (double)THROTTLE_MAX_MS) {
+		warnmsg("job %s: its handler's retry_after is not a number of "
+		    "seconds above 0 and at most 86400; the queue is held %lld ms",
+		    s->id, (long long)s->w->o->throttle_ms);
+		return s->w->o->throttle_ms;
+	}
+	ms = (int64_t)(secs * 1000 + 0.5);
+	return ms > 0 ? ms : 1; /* a hold under half a millisecond still holds */
+}
+
+/* Report a throttled job: back on the queue, its attempt not counted, and
+ * the whole queue held ms (aq-worker: work.lua does both, by the Redis
+ * clock, and the jobs claimed ahead go back too; aq-run: the job waits ms). */
+static void
+report_throttled(struct slot *s, int64_t ms, const char *exit_code)
+{
+	struct report r = {.outcome = "throttled"};
+	char why[128];
+
+	snprintf(why, sizeof why, "throttled: its handler asked for the queue "
+	    "to be held %lld ms", (long long)ms);
+	snprintf(r.exit_code, sizeof r.exit_code, "%s", exit_code);
+	snprintf(r.delay, sizeof r.delay, "%lld", (long long)ms);
+	r.error = xstrdup(why);
+	warnmsg("job %s: attempt %d of %d %s; it goes back on the queue, the "
+	    "attempt not counted", s->id, s->attempt, s->max_attempts, why);
+	s->w->backend->report(s, &r);
+}
+
+/* exec mode, exit 69: the hold named by the last stdout line, if any. */
+static void
+report_exec_throttled(struct slot *s, const char *exit_code)
+{
+	json_t *doc = s->last && s->last_len > 0 && s->last[0] == '{' ?
+	    json_loadb(s->last, s->last_len, 0, NULL) : NULL;
+
+	report_throttled(s, throttle_ms(s, doc), exit_code);
+	json_decref(doc);
 }
 
 /* Report a job that did not succeed: its outcome, why (then the tail of
@@ -130,6 +190,10 @@ slot_report(struct slot *s)
 		    xstrdup("null"), code);
 		return;
 	}
+	if (strcmp(outcome, "throttled") == 0) {
+		report_exec_throttled(s, code);
+		return;
+	}
 	describe_end(s, why, sizeof why);
 	report_failure(s, outcome, why, code);
 }
@@ -137,13 +201,36 @@ slot_report(struct slot *s)
 /*
  * Line mode: the line that answers the job of s. A JSON object with
  * "aq_status": "failed" (no retry) or "retry" fails the attempt, with its
- * "error" as the error; any other line is the result.
+ * "error" as the error; "throttled" puts the job back and holds the queue
+ * ("retry_after" seconds, or --throttle); any other line is the result.
  */
+/* The "aq_status" of a line-mode answer that is a JSON object naming one
+ * of ours (failed, retry, throttled), with *doc its parse; else NULL. */
+static const char *
+answer_status(const char *line, size_t n, json_t **doc)
+{
+	json_t *st;
+	const char *status;
+
+	if (n == 0 || line[0] != '{' || !memmem(line, n, "\"aq_status\"", 11) ||
+	    !(*doc = json_loadb(line, n, 0, NULL)))
+		return NULL;
+	if (!json_is_object(*doc) || !(st = json_object_get(*doc, "aq_status")) ||
+	    !json_is_string(st))
+		return NULL;
+	status = json_string_value(st);
+	if (strcmp(status, "failed") == 0 || strcmp(status, "retry") == 0 ||
+	    strcmp(status, "throttled") == 0)
+		return status;
+	return NULL;
+}
+
 void
 line_answer(struct slot *s, const char *line, size_t n)
 {
-	json_t *doc = NULL, *st;
+	json_t *doc = NULL;
 	const char *status;
+	int64_t hold;
 
 	if (!s->busy || s->stop != STOP_NONE) {
 		warnmsg("slot %d: its handler wrote a line with no job waiting "
@@ -151,19 +238,20 @@ line_answer(struct slot *s, const char *line, size_t n)
 		return;
 	}
 	s->crashes = 0;
-	if (n > 0 && line[0] == '{' && memmem(line, n, "\"aq_status\"", 11) &&
-	    (doc = json_loadb(line, n, 0, NULL)) && json_is_object(doc) &&
-	    (st = json_object_get(doc, "aq_status")) && json_is_string(st) &&
-	    (strcmp(status = json_string_value(st), "failed") == 0 ||
-	    strcmp(status, "retry") == 0)) {
+	status = answer_status(line, n, &doc);
+	if (s->lost) {
+		/* its lease was taken over: nothing to report */
+	} else if (status && strcmp(status, "throttled") == 0 &&
+	    (hold = throttle_ms(s, doc)) > 0) {
+		report_throttled(s, hold, "");
+	} else if (status) { /* failed, retry, or throttled with --throttle 0 */
 		json_t *e = json_object_get(doc, "error");
 		char why[512];
 		snprintf(why, sizeof why, "%s", json_is_string(e) ? json_string_value(e) :
 		    "its handler answered aq_status failed");
-		if (!s->lost) /* the outcome as a string of ours: doc goes */
-			report_failure(s, strcmp(status, "retry") == 0 ? "retry" :
-			    "failed", why, "");
-	} else if (!s->lost) {
+		report_failure(s, strcmp(status, "failed") != 0 ? "retry" : "failed",
+		    why, ""); /* the outcome as a string of ours: doc goes */
+	} else {
 		report_success(s, json_or_string(line, n), "");
 	}
 	json_decref(doc);

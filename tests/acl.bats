@@ -111,6 +111,22 @@ denied() { rcli acl log 50 | grep -A1 '^object$' | grep -v '^object$\|^--$' | so
 	assert_equal "$(denied)" ""
 }
 
+@test "flow control: the sweeper sets limits, the worker claims under them and holds the queue (exit 69), the monitor sees it; Redis denies nothing" {
+	as aq-sweeper aq-queue limit -q fc --rate 2/1s --concurrency 1 | grep -q '"limits":'
+	seq 3 | aq-enqueue -q fc >/dev/null
+	aq-enqueue -q fc --id held '{}' >/dev/null
+	as aq-worker aq-worker -q fc -c 2 --burst -- sh -c 'cat >/dev/null; [ "$AQ_JOB_ID" != held ] || ! mkdir once 2>/dev/null || { echo "{\"retry_after\":0.2}"; exit 69; }' 2>/dev/null
+	assert_equal "$(rcli hget 'aq:{fc}:stats' succeeded)" 4
+	assert_equal "$(rcli xrange 'aq:{fc}:log' - + | grep -c -x throttled)" 1
+	as aq-monitor aq-health -q fc 2>/dev/null | jq -e '.queues[0].limits.rate == 2' >/dev/null
+	as aq-monitor aq-health -q fc --prometheus | grep -q '^aq_queue_throttled_seconds'
+	rcli set 'aq:{fc}:throttled' 1 PX 60000 >/dev/null
+	as aq-sweeper aq-queue show -q fc | grep -q '"throttled_s":'
+	as aq-sweeper aq-queue resume -q fc >/dev/null
+	as aq-sweeper aq-queue limit -q fc --clear >/dev/null
+	assert_equal "$(denied)" ""
+}
+
 @test "the monitor reads health, records and events, and may write nothing" {
 	aq-enqueue -q m --id j '{}' >/dev/null
 	aq-worker -q m --burst -- sh -c 'read p; echo hi' 2>/dev/null

@@ -356,7 +356,7 @@ calls() {
 @test "aq-queue: no command, an unknown one, or --yes without purge is a usage error" {
 	run aq-queue
 	assert_failure 64
-	assert_output --partial 'aq-queue: no command: want pause, resume, show or purge'
+	assert_output --partial 'aq-queue: no command: want pause, resume, limit, show or purge'
 	run aq-queue stop
 	assert_failure 64
 	assert_output --partial "aq-queue: unknown command 'stop'"

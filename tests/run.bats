@@ -192,3 +192,15 @@ with_status() {
 	assert_equal "$ran" "$worker"
 	assert_equal "$(wc -l <<<"$ran")" 2
 }
+
+@test "exit 69 (a throttled service) runs the job again after its retry_after, the attempt not counted; --throttle 0 makes it a failure" {
+	run --separate-stderr aq-run --max-attempts 1 -- sh -c '[ -e held ] || { : >held; echo "{\"retry_after\":0.3}"; exit 69; }; echo "\"ok\""' <<<'{}'
+	assert_success
+	assert_equal "$(jq -c '[.status, .attempt, .result]' <<<"$output")" '["succeeded",1,"ok"]'
+	[[ $stderr == *"throttled: its handler asked for the queue to be held 300 ms"* ]]
+	jq -e '.started - .created >= 0.3' <<<"$output"
+	rm held
+	run --separate-stderr aq-run --max-attempts 1 --throttle 0 -- sh -c '[ -e held ] || { : >held; exit 69; }; echo "\"ok\""' <<<'{}'
+	assert_failure 1
+	assert_equal "$(jq -c '[.status, .attempt, .exit_code]' <<<"$output")" '["failed",1,69]'
+}

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "duration.h"
+#include "flow.h"
 #include "id.h"
 #include "job.h"
 #include "json.h"
@@ -596,6 +597,65 @@ test_duration_rejects(void)
 		int64_t ms = -7;
 		check(duration_parse(bad[i], &ms) == -1, "duration_parse rejects \"%s\"", bad[i]);
 	}
+}
+
+/* ---- flow.h ---- */
+
+static void
+test_flow_parse_rate(void)
+{
+	static const struct { const char *text; long n; int64_t ms; } good[] = {
+		{"100/1s", 100, 1000}, {"5/1m", 5, 60000}, {"20/250ms", 20, 250},
+		{"1/1d", 1, 86400000}, {"1000000/1.5", 1000000, 1500},
+	};
+	static const char *bad[] = {
+		"", "5", "5/", "/1s", "0/1s", "-1/1s", "+5/1s", " 5/1s", "5/0",
+		"5/0ms", "5/2d", "5/1s ", "5/x", "1000001/1s", "5//1s", "5/-1s",
+		"99999999999999999999/1s",
+	};
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		long n = -7;
+		int64_t ms = -7;
+		check(flow_parse_rate(good[i].text, &n, &ms) == 0 && n == good[i].n &&
+		    ms == good[i].ms, "flow_parse_rate(\"%s\") = %ld per %" PRId64 " ms",
+		    good[i].text, good[i].n, good[i].ms);
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		long n;
+		int64_t ms;
+		check(flow_parse_rate(bad[i], &n, &ms) == -1,
+		    "flow_parse_rate rejects \"%s\"", bad[i]);
+	}
+}
+
+static void
+test_flow_json(void)
+{
+	static const struct {
+		struct flow_state l;
+		int all;
+		const char *want;
+	} cases[] = {
+		{{0, 0, 0, 0}, 0, "{}"},
+		{{0, 0, 0, 0}, 1, "{\"limits\":null,\"throttled_s\":null}"},
+		{{20, 1000, 0, 0}, 0, "{\"limits\":{\"rate\":20,\"period_ms\":1000}}"},
+		{{0, 0, 5, 1500}, 1,
+		    "{\"limits\":{\"concurrency\":5},\"throttled_s\":1.500}"},
+		{{3, 60000, 2, 0}, 0,
+		    "{\"limits\":{\"rate\":3,\"period_ms\":60000,\"concurrency\":2}}"},
+	};
+	struct jbuf b = {0};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		jb_reset(&b);
+		jb_obj_begin(&b);
+		flow_json(&b, &cases[i].l, cases[i].all);
+		jb_obj_end(&b);
+		check_mem(b.p, b.len, cases[i].want, strlen(cases[i].want), "flow_json case %zu: %s",
+		    i, cases[i].want);
+	}
+	jb_free(&b);
 }
 
 /* ---- duration.h: time_parse ---- */
@@ -1443,6 +1503,9 @@ test_keys_short(void)
 	check_str(k.worker, "aq:{q}:worker:", "keys_init: worker");
 	check_str(k.failed, "aq:{q}:failed", "keys_init: failed");
 	check_str(k.paused, "aq:{q}:paused", "keys_init: paused");
+	check_str(k.limits, "aq:{q}:limits", "keys_init: limits");
+	check_str(k.rate, "aq:{q}:rate", "keys_init: rate");
+	check_str(k.throttled, "aq:{q}:throttled", "keys_init: throttled");
 }
 
 /* lua_field: in the Lua source src, within the text from the first
@@ -1497,6 +1560,8 @@ test_keys_match_lib_lua(void)
 		{"ledger", k.ledger}, {"unarchived", k.unarchived},
 		{"failed", k.failed}, {"paused", k.paused},
 		{"blocked", k.blocked}, {"deps", k.deps}, {"children", k.children},
+		{"limits", k.limits}, {"rate", k.rate},
+		{"throttled", k.throttled},
 	};
 	char lua[128], want[128];
 	int bad = 0;
@@ -1528,7 +1593,7 @@ test_keys_match_lib_lua(void)
 		}
 	}
 	check(bad == 0, "lib.lua's job, events, worker, ledger, unarchived, failed, "
-	    "paused, blocked, deps and children keys are keys_init's");
+	    "paused, blocked, deps, children, limits, rate and throttled keys are keys_init's");
 }
 
 /* lua_const: N of "local NAME = N" in the Lua source src; -1 when none. */
@@ -1554,6 +1619,7 @@ test_counts_match_scripts(void)
 	} counts[] = {
 		{&script_work, "REPORT_FIELDS", REPORT_FIELDS},
 		{&script_work, "CLAIM_FIELDS", CLAIM_FIELDS},
+		{&script_work, "WORK_REPLY_VALUES", WORK_REPLY_VALUES},
 		{&script_event, "EVENT_FIXED_ARGS", EVENT_FIXED_ARGS},
 		{&script_event, "EVENT_LINE_FIELDS", EVENT_LINE_FIELDS},
 		{&script_renew, "RENEW_FIXED_ARGS", RENEW_FIXED_ARGS},
@@ -2002,6 +2068,8 @@ main(void)
 	test_uuidv7_increasing();
 
 	test_duration_accepts();
+	test_flow_parse_rate();
+	test_flow_json();
 	test_duration_rejects();
 	test_time_accepts();
 	test_time_rejects();

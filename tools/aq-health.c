@@ -11,6 +11,7 @@
 #include "archive.h"
 #include "clock.h"
 #include "config.h"
+#include "flow.h"
 #include "id.h"
 #include "json.h"
 #include "keys.h"
@@ -42,6 +43,7 @@ struct figures {
 	                              * -1 no archive, -2 unknown */
 	long long paused;            /* 1 while aq-queue pause holds it */
 	long long blocked;           /* jobs waiting for their parents */
+	struct flow_state flow;      /* limits, throttle hold (aq-queue limit) */
 	redisReply *worker_list;     /* --workers: ids, then HGETALL replies */
 	redisReply **worker_info;
 };
@@ -214,6 +216,10 @@ read_figures(struct figures *f, const redisReply *r)
 	f->log_lag = r->element[8]->integer;
 	f->paused = r->element[9]->integer;
 	f->blocked = r->element[10]->integer;
+	f->flow.rate = r->element[11]->integer;
+	f->flow.period_ms = r->element[12]->integer;
+	f->flow.concurrency = r->element[13]->integer;
+	f->flow.throttled_ms = r->element[14]->integer;
 	for (size_t i = 0; i + 1 < stats->elements; i += 2)
 		for (size_t c = 0; c < NCOUNTERS; c++)
 			if (strcmp(stats->element[i]->str, counters[c]) == 0)
@@ -449,6 +455,7 @@ json_queue(struct jbuf *b, const struct figures *f)
 	jb_kint(b, "workers", f->workers);
 	jb_key(b, "paused");
 	jb_raw(b, f->paused ? "true" : "false", f->paused ? 4 : 5);
+	flow_json(b, &f->flow, 1);
 	for (size_t c = 0; c < NCOUNTERS; c++)
 		jb_kint(b, counters[c], f->count[c]);
 	jb_kint(b, "unarchived", f->unarchived);
@@ -618,6 +625,22 @@ print_prometheus(struct health *h)
 	prom_queue_gauge(h, "aq_queue_paused",
 	    "1 while the queue is paused (aq-queue pause): workers claim nothing.",
 	    offsetof(struct figures, paused));
+	prom_queue_gauge(h, "aq_queue_rate_limit",
+	    "Claims the queue's rate limit allows per period (0: none).",
+	    offsetof(struct figures, flow.rate));
+	prom_queue_gauge(h, "aq_queue_concurrency_limit",
+	    "Jobs the queue's concurrency limit lets run at once (0: none).",
+	    offsetof(struct figures, flow.concurrency));
+	prom_head("aq_queue_rate_period_seconds", "gauge",
+	    "The period of the queue's rate limit (0: none).");
+	for (int i = 0; i < h->nfig; i++)
+		printf("aq_queue_rate_period_seconds{queue=\"%s\"} %.3f\n",
+		    h->fig[i].queue, (double)h->fig[i].flow.period_ms / 1000);
+	prom_head("aq_queue_throttled_seconds", "gauge",
+	    "What is left of a handler's throttle hold on the queue (0: none).");
+	for (int i = 0; i < h->nfig; i++)
+		printf("aq_queue_throttled_seconds{queue=\"%s\"} %.3f\n",
+		    h->fig[i].queue, (double)h->fig[i].flow.throttled_ms / 1000);
 	if (h->cfg.database_url) {
 		prom_head("aq_ledger_up", "gauge", "1 when the PostgreSQL ledger answered.");
 		printf("aq_ledger_up %d\n", h->ledger_up);

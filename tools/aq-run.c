@@ -20,7 +20,7 @@ usage(FILE *fp)
 	fprintf(fp,
 	    "usage: aq-run [-q queue] [-c n] [--max-attempts n] [--timeout duration]\n"
 	    "              [--grace duration] [--backoff duration] [--lines] [--events]\n"
-	    "              [--worker-id id] [--max-line size]\n"
+	    "              [--throttle duration] [--worker-id id] [--max-line size]\n"
 	    "              -- command [argument ...]\n");
 }
 

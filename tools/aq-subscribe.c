@@ -252,6 +252,7 @@ print_log_entry(struct subscriber *s, const redisReply *entry)
 {
 	const redisReply *f = entry->element[1];
 	const redisReply *status = entry_field(f, "status"), *ids = entry_field(f, "ids");
+	const redisReply *until = entry_field(f, "until"); /* a throttle hold's end */
 
 	jb_reset(&s->out);
 	jb_obj_begin(&s->out);
@@ -268,6 +269,8 @@ print_log_entry(struct subscriber *s, const redisReply *entry)
 		p += n + (p[n] == ' ');
 	}
 	jb_raw(&s->out, "]", 1);
+	if (until)
+		jb_kint(&s->out, "until", strtoll(until->str, NULL, 10));
 	jb_obj_end(&s->out);
 	emit(s);
 }

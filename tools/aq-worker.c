@@ -25,7 +25,7 @@ usage(FILE *fp)
 	    "                 [-c n] [--lease duration] [--grace duration]\n"
 	    "                 [--timeout duration] [--backoff duration] [--max-jobs n]\n"
 	    "                 [--burst] [--lines] [--prefetch n] [--worker-id id]\n"
-	    "                 [--max-line size]\n"
+	    "                 [--throttle duration] [--max-line size]\n"
 	    "                 -- command [argument ...]\n");
 }
 

@@ -7,9 +7,11 @@
 -- finished jobs waiting for the ledger's archive, log entries the archive
 -- has not read (-1: no archive; -2: unknown, the log was capped past it),
 -- 1 when the queue is paused (aq-queue pause) else 0, jobs blocked on
--- their parents (--after)}.
+-- their parents (--after), its rate limit, the limit's period ms, its
+-- concurrency limit (each 0 when not set), ms its throttle hold has left
+-- (0: none)}.
 -- The count is script.h's, of the same name (tests/unit.c compares them).
-local HEALTH_FIGURES = 11
+local HEALTH_FIGURES = 15
 local now = now_ms()
 local Q = queue_keys(ARGV[1])
 
@@ -46,10 +48,13 @@ local function archive_lag()
   return -1
 end
 
+local lim = redis.call('HMGET', Q.limits, 'rate', 'period_ms', 'concurrency')
 local figures = {redis.call('ZCARD', Q.wait), redis.call('ZCARD', Q.delayed),
   redis.call('ZCARD', Q.active), redis.call('ZCOUNT', Q.workers, now, '+inf'),
   oldest_age(), now, redis.call('HGETALL', Q.stats),
   redis.call('ZCARD', Q.unarchived), archive_lag(), redis.call('EXISTS', Q.paused),
-  redis.call('ZCARD', Q.blocked)}
+  redis.call('ZCARD', Q.blocked),
+  tonumber(lim[1]) or 0, tonumber(lim[2]) or 0, tonumber(lim[3]) or 0,
+  math.max(redis.call('PTTL', Q.throttled), 0)}
 assert(#figures == HEALTH_FIGURES, 'health.lua returns HEALTH_FIGURES values')
 return figures

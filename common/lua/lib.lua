@@ -60,7 +60,9 @@ local function queue_keys(base)
     ledger = base .. 'ledger', unarchived = base .. 'unarchived',
     failed = base .. 'failed', paused = base .. 'paused',
     blocked = base .. 'blocked', deps = base .. 'deps:',
-    children = base .. 'children:'}
+    children = base .. 'children:',
+    limits = base .. 'limits', rate = base .. 'rate',
+    throttled = base .. 'throttled'}
 end
 
 -- Where a finished job goes: the done set orders finished jobs by time, so

@@ -1,24 +1,32 @@
 -- work.lua: a worker's one round trip: report finished jobs, promote due
--- delayed jobs, claim up to k jobs (none while the queue is paused).
+-- delayed jobs, claim up to k jobs as the queue's flow control lets it
+-- (none while the queue is paused or throttled; no more than its rate and
+-- concurrency limits allow).
 -- KEYS: the queue keys of lib.lua's queue_keys
 -- ARGV: 1 key base ("aq:{q}:"), 2 worker id, 3 lease ms, 4 k (jobs to
 --       claim), 5 log cap, 6 most delayed jobs to promote, 7 n (reports),
 --       then REPORT_FIELDS per report: id, lease token, outcome
---       (succeeded|failed|retry|cancelled|requeue), result, error,
---       exit code ('' for a signal), retry delay ms.
+--       (succeeded|failed|retry|cancelled|requeue|throttled), result,
+--       error, exit code ('' for a signal), delay ms (retry: its backoff;
+--       throttled: how long the queue is to be held).
 -- The lease token is the job's field lease, counted up by every claim.
 -- A report counts only while the job is running under that lease token
 -- (fencing): otherwise "stale"; "ok" again for a report already applied.
 -- Returns {reports' verdicts, claimed jobs (CLAIM_FIELDS values each: id,
--- payload, attempt, max_attempts, timeout ms or '', lease token), next
--- delayed due ms or -1, server time ms}.
+-- payload, attempt, max_attempts, timeout ms or '', lease token), the
+-- next time worth a look (ms: the next delayed job due, or the end of a
+-- rate window or throttle that held the claim back) or -1, server time
+-- ms, held: 0, or 1 when a rate or concurrency limit held the claim back
+-- while jobs wait, 2 while the queue is throttled}.
 -- This is the hot path: two redis.call per job reported (an HMGET and an
 -- HSET) and two per job claimed (the same), the
 -- set entries and counters of the whole call written once; one EXISTS per
--- call asks whether the queue is paused.
--- REPORT_FIELDS and CLAIM_FIELDS are script.h's, of the same names
--- (tests/unit.c compares them); WORK_FIXED_ARGS counts ARGV 1 to 7 above.
+-- call asks whether any flow control (pause, limits, throttle) is set.
+-- REPORT_FIELDS, CLAIM_FIELDS and WORK_REPLY_VALUES are script.h's, of the
+-- same names (tests/unit.c compares them); WORK_FIXED_ARGS counts ARGV 1
+-- to 7 above.
 local WORK_FIXED_ARGS = 7
+local WORK_REPLY_VALUES = 5
 local REPORT_FIELDS = 7
 local CLAIM_FIELDS = 6
 local now = now_ms()
@@ -30,6 +38,20 @@ local B = new_batch()
 local queued_now = 0
 local retried = 0
 local inactive = {}
+
+-- A handler asked for the queue to be held ms milliseconds (the service
+-- it calls throttles it): no claim until then, by the Redis clock. A hold
+-- that ends later already is kept; the log says until when.
+local function throttle(id, ms)
+  if ms <= 0 then return end
+  local untl = now + ms
+  if untl > (tonumber(redis.call('GET', Q.throttled)) or 0) then
+    -- expiring at its end by the same clock that decides the claims
+    redis.call('SET', Q.throttled, int(untl), 'PXAT', int(untl))
+    redis.call('XADD', Q.log, 'MAXLEN', '~', cap, '*', 'status', 'throttled',
+      'ids', id, 'until', int(untl))
+  end
+end
 
 -- job: status, lease, attempt, max_attempts, priority, cancel, done,
 -- exit_code, error, children (for finish) (what an earlier attempt left must not pass for this
@@ -60,7 +82,13 @@ local function apply(key, id, token, job, outcome, result, err, code, delay)
     batch_count(B, 'retried', 1)
     log_add(log, 'delayed', id)
     retried = 1 -- a blocked worker is woken to set its wait to the due time
-  else -- requeue: stopped by its worker's shutdown; the attempt is not counted
+  else -- requeue (its worker's shutdown) or throttled (its handler asked
+    -- for the queue to be held): back on the queue, the attempt not counted
+    if outcome == 'throttled' then
+      throttle(id, tonumber(delay) or 0)
+      fields[#fields + 1] = 'error'
+      fields[#fields + 1] = err
+    end
     redis.call('HSET', key, 'attempt', math.max((tonumber(job[3]) or 1) - 1, 0),
       unpack(fields))
     queued_now = queued_now + requeue(Q, log, key, id, job[5], now)
@@ -97,13 +125,53 @@ if head[2] and tonumber(head[2]) <= now then
   head = nil
 end
 
--- 3. claim: the best k of the wait set, each with a fresh lease token (the
--- job's claim counter, counted up: a new token for every claim); nothing
--- while the queue is paused (aq-queue pause): the worker then waits on the
--- wake list as on an empty queue, and resume wakes it
-local claimed, active = {}, {}
-if k > 0 and redis.call('EXISTS', Q.paused) == 0 then
-  local popped = redis.call('ZPOPMIN', Q.wait, k)
+-- When the rate set is full: when its oldest claim leaves the window (ms);
+-- -1 while it has room.
+local function rate_full_until(limits)
+  if redis.call('ZCARD', Q.rate) < tonumber(limits[2]) then return -1 end
+  local oldest = redis.call('ZRANGE', Q.rate, 0, 0, 'WITHSCORES')
+  return tonumber(oldest[2]) + tonumber(limits[3])
+end
+
+-- 3. flow control: how many of the k jobs this call may claim, when a
+-- claim held back is worth trying again (ms; -1: when a worker wakes it),
+-- and whether the queue takes no claim at all now (paused, throttled or
+-- out of its rate).
+-- Paused (aq-queue pause): none, until resume wakes the workers.
+-- Throttled: none until the hold ends. Concurrency: no more jobs leased
+-- than the limit, across all workers. Rate: no more claims in any period
+-- than the limit, across all workers: the claims of the last period are
+-- kept in the rate set (a sliding window, exact at every instant).
+local function flow_room(limits)
+  if redis.call('EXISTS', Q.paused) == 1 then return 0, -1, true end
+  local untl = tonumber(redis.call('GET', Q.throttled))
+  if untl and untl > now then return 0, untl, true end
+  local room, at = k, -1
+  if limits[1] then
+    room = math.min(room, tonumber(limits[1]) - redis.call('ZCARD', Q.active))
+  end
+  if limits[2] then
+    redis.call('ZREMRANGEBYSCORE', Q.rate, '-inf', now - tonumber(limits[3]))
+    room = math.min(room, tonumber(limits[2]) - redis.call('ZCARD', Q.rate))
+    at = rate_full_until(limits)
+  end
+  return math.max(room, 0), at, at ~= -1
+end
+
+-- One look tells whether any flow control is set; only then are they read.
+local limits, room, retry_at, closed = {}, k, -1, false
+if (k > 0 or #inactive > 0) and
+    redis.call('EXISTS', Q.paused, Q.limits, Q.throttled) > 0 then
+  limits = redis.call('HMGET', Q.limits, 'concurrency', 'rate', 'period_ms')
+  room, retry_at, closed = flow_room(limits)
+end
+
+-- 4. claim: the best of the wait set, each with a fresh lease token (the
+-- job's claim counter, counted up: a new token for every claim); a worker
+-- that claims nothing waits on the wake list as on an empty queue
+local claimed, active, rated = {}, {}, {}
+if room > 0 then
+  local popped = redis.call('ZPOPMIN', Q.wait, room)
   for i = 1, #popped, 2 do
     local id = popped[i]
     local key = Q.job .. id
@@ -121,6 +189,10 @@ if k > 0 and redis.call('EXISTS', Q.paused) == 0 then
       end
       active[#active + 1] = now + lease
       active[#active + 1] = id
+      if limits[2] then
+        rated[#rated + 1] = now
+        rated[#rated + 1] = id .. ':' .. token
+      end
       log_add(log, 'running', id)
       local n = #claimed
       claimed[n + 1] = id
@@ -133,9 +205,37 @@ if k > 0 and redis.call('EXISTS', Q.paused) == 0 then
   end
 end
 if #active > 0 then redis.call('ZADD', Q.active, unpack(active)) end
+if #rated > 0 then
+  redis.call('ZADD', Q.rate, unpack(rated))
+  redis.call('PEXPIRE', Q.rate, limits[3])
+  if retry_at == -1 and room < k then retry_at = rate_full_until(limits) end
+end
+
+-- A limit or a throttle held the claim back while jobs wait: the wake-up
+-- markers would only bring the blocked workers round to be refused too
+-- (they look again when the window or the hold ends, or when woken). A
+-- manual pause keeps them: resume wakes the workers. Slots a concurrency
+-- limit has free again (jobs of this call ended, and it claimed fewer)
+-- wake as many blocked workers, unless the queue takes no claim now.
+local held = 0
+local paused = closed and retry_at == -1
+if room < k and not paused and redis.call('ZCARD', Q.wait) > 0 then
+  held = 1
+  redis.call('DEL', Q.wake)
+end
+if closed and not paused and redis.call('EXISTS', Q.throttled) == 1 then held = 2 end
+if limits[1] and #inactive > 0 and not closed then
+  local free = tonumber(limits[1]) - redis.call('ZCARD', Q.active)
+  if free > 0 then wake(Q.wake, math.min(free, redis.call('ZCARD', Q.wait))) end
+end
 
 batch_write(Q, B)
+if held > 0 then queued_now = 0 end
 wake(Q.wake, math.max(queued_now - #claimed / CLAIM_FIELDS, retried))
 log_write(log, Q.log, cap)
 if not head then head = redis.call('ZRANGE', Q.delayed, 0, 0, 'WITHSCORES') end
-return {verdicts, claimed, tonumber(head[2]) or -1, now}
+local next_at = tonumber(head[2]) or -1
+if retry_at ~= -1 and (next_at == -1 or retry_at < next_at) then next_at = retry_at end
+local reply = {verdicts, claimed, next_at, now, held}
+assert(#reply == WORK_REPLY_VALUES, 'work.lua returns WORK_REPLY_VALUES values')
+return reply
