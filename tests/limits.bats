@@ -223,10 +223,18 @@ round_trips() {
 	# ahead of the free slot goes back on the queue with it
 	start_bg w aq-worker -q tq -c 1 -- sh -c 'read j; if [ "$AQ_JOB_ID" = first ] && mkdir once 2>/dev/null; then echo "{\"retry_after\":3}"; exit 69; fi; echo ok'
 	wait_for 100 redis_is 1 exists 'aq:{tq}:throttled'
+	# both say the hold while it lasts (known to have lasted through a
+	# command when the key is still there after it: no timing luck)
 	held=$(aq-health -q tq 2>/dev/null | jq '.queues[0].throttled_s')
-	[[ $held =~ ^[0-9.]+$ ]] && (( ${held%.*} <= 3 )) || fail "throttled_s is $held"
+	if [ "$(rcli exists 'aq:{tq}:throttled')" = 1 ]; then
+		[[ $held =~ ^[0-9.]+$ ]] && (( ${held%.*} <= 3 )) || fail "throttled_s is $held"
+	else
+		[[ $held == null || $held =~ ^[0-9.]+$ ]] || fail "throttled_s is $held"
+	fi
 	run aq-queue show -q tq
-	assert_output --partial '"throttled_s":'
+	if [ "$(rcli exists 'aq:{tq}:throttled')" = 1 ]; then
+		assert_output --partial '"throttled_s":'
+	fi
 	wait_for 200 redis_is 4 hget 'aq:{tq}:stats' succeeded
 	until=$(hold_end tq)
 	[[ $until =~ ^[0-9]{13}$ ]] || fail "no throttled log entry with its end: $until"
