@@ -71,3 +71,26 @@ vg() {
 	assert_output --partial '"action":"restored"'
 	pg_stop
 }
+
+@test "flow control, dependencies and aq-run leak nothing" {
+	run bash -c "$(declare -f vg); vg aq-queue limit -q vgf --rate 100/1s --concurrency 2 && vg aq-queue show -q vgf"
+	assert_success
+	assert_output --partial '"limits":'
+	aq-enqueue -q vgf --id p '{"n":1}' >/dev/null
+	run bash -c "$(declare -f vg); vg aq-enqueue -q vgf --id c --after p '{\"n\":2}' && vg aq-enqueue -q vgf --after nosuch '{}'"
+	assert_failure 65
+	run bash -c "$(declare -f vg); vg aq-status -q vgf c"
+	assert_success
+	assert_output --partial '"waiting_for":["p"]'
+	# the parent's first run asks for a throttle hold; the burst worker waits it out
+	run bash -c "$(declare -f vg); vg aq-worker -q vgf --burst -c 2 -- sh -c 'read j; if mkdir once 2>/dev/null; then echo \"{\\\"retry_after\\\":0.2}\"; exit 69; fi; echo \"\$j\"' 2>worker.err"
+	assert_success
+	assert_equal "$(aq-status -q vgf p c | jq -r .status | sort -u)" succeeded
+	run bash -c "$(declare -f vg); vg aq-health -q vgf >/dev/null"
+	assert_success
+	run bash -c "$(declare -f vg); printf '1\nbad\n2\n' | vg aq-run -c 2 --max-attempts 2 --backoff 10ms -- sh -c '[ \"\$AQ_ATTEMPT\" = 2 ] || exit 75; cat' >records 2>run.err"
+	assert_failure 65
+	assert_equal "$(jq -r .status records | sort -u)" succeeded
+	run bash -c "$(declare -f vg); printf '1\n2\n' | vg aq-run --lines -- jq --unbuffered -c . >records"
+	assert_success
+}
