@@ -109,16 +109,21 @@ struct renew_call {
 	char (*tokens)[24];
 };
 
-/* After an outage: which leases held out, which were lost. */
+/* After an outage: which leases held out, which were lost, and which
+ * jobs' outcomes Redis had applied before its answer was lost with it. */
 static void
 announce_leases(const struct renew_call *c, const redisReply *r)
 {
-	int kept = 0;
+	int kept = 0, done = 0;
 
-	for (int i = 0; i < c->n && (size_t)i < r->elements; i++)
-		kept += strcmp(r->element[i]->str, "lost") != 0;
+	for (int i = 0; i < c->n && (size_t)i < r->elements; i++) {
+		kept += strcmp(r->element[i]->str, "ok") == 0 ||
+		    strcmp(r->element[i]->str, "cancel") == 0;
+		done += strcmp(r->element[i]->str, "done") == 0;
+	}
 	warnmsg("back in touch with redis: still holding the leases of %d job%s; "
-	    "%d lost", kept, kept == 1 ? "" : "s", c->n - kept);
+	    "%d lost; %d reported before the outage", kept, kept == 1 ? "" : "s",
+	    c->n - kept - done, done);
 }
 
 /* What a renewal said of a job claimed ahead (if it still waits). */

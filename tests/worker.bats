@@ -392,3 +392,19 @@ field() { # field QUEUE ID JQ-FILTER
 	assert_success
 	assert_equal "$(field t65 t '[.status, .attempt, .result, .error, .exit_code]')" '["succeeded",2,"fine",null,0]'
 }
+
+@test "a renewal says done, not lost, of a job whose outcome Redis applied: a report answered by a Redis that then died is not a lost lease" {
+	# the race G5 G1 met: Redis applied a work call's report, then stopped
+	# before its answer reached the worker; the renewal after the outage
+	# still carries that report's lease
+	lua=$(cat "$BATS_TEST_DIRNAME/../common/lua/lib.lua" "$BATS_TEST_DIRNAME/../common/lua/renew.lua")
+	rcli hset 'aq:{rn}:job:held' status running lease 3 >/dev/null
+	rcli hset 'aq:{rn}:job:reported' status succeeded lease 2 done 2 >/dev/null
+	rcli hset 'aq:{rn}:job:taken' status running lease 5 done 3 >/dev/null
+	k='aq:{rn}:'
+	run rcli eval "$lua" 10 "${k}wait" "${k}delayed" "${k}active" "${k}stats" "${k}log" \
+	    "${k}seq" "${k}wake" "${k}done" "${k}workers" "${k}worker:w" \
+	    "$k" w 30000 40000 host 1 rn 0 0 1000 held 3 reported 2 taken 4
+	assert_success
+	assert_equal "$(head -3 <<<"$output" | xargs)" "ok done lost"
+}

@@ -6,7 +6,10 @@
 -- ARGV: 1 key base, 2 worker id, 3 lease ms, 4 heartbeat ttl ms, 5 host,
 --       6 pid, 7 queue, 8 started ms, 9 most leases to recover (0: none
 --       this time), 10 log cap, then id and lease token per job held.
--- Returns {one verdict per job: "ok", "cancel" or "lost", server time ms}.
+-- Returns {one verdict per job: "ok", "cancel", "done" (not running any
+-- more: the outcome reported under that lease token was applied, as when
+-- Redis stopped before its answer reached the worker) or "lost", server
+-- time ms}.
 -- The count is script.h's, of the same name (tests/unit.c compares them).
 local RENEW_FIXED_ARGS = 10
 local worker_hash = KEYS[10]
@@ -17,11 +20,13 @@ local out = {}
 local held = 0
 for i = RENEW_FIXED_ARGS + 1, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
-  local job = redis.call('HMGET', Q.job .. id, 'status', 'lease', 'cancel')
+  local job = redis.call('HMGET', Q.job .. id, 'status', 'lease', 'cancel', 'done')
   if job[1] == 'running' and job[2] == token then
     redis.call('ZADD', Q.active, 'XX', now + lease, id)
     held = held + 1
     if job[3] == '1' then out[#out + 1] = 'cancel' else out[#out + 1] = 'ok' end
+  elseif job[4] == token then
+    out[#out + 1] = 'done'
   else
     out[#out + 1] = 'lost'
   end
