@@ -570,3 +570,28 @@ finished() {
 	assert_equal "$(aq-status -q race daily-2026-12-05 | jq -c .result)" \
 	    "$(psql_aq "SELECT payload FROM aq.jobs WHERE id = 'daily-2026-12-05'")"
 }
+
+@test "a keyed enqueue that waits on the same id committed by another enqueuer reports a duplicate and leaves Redis alone" {
+	aq-enqueue -q kc '{"first":1}' >/dev/null # the schema
+	# another enqueuer's transaction, held open: its row is inserted, not
+	# committed
+	mkfifo sql
+	"$PG_BIN/psql" "$PG_URL" -qAt <sql >psql.out 2>&1 &
+	exec 7>sql
+	echo "BEGIN; INSERT INTO aq.jobs (queue, id, status, payload, max_attempts) VALUES ('kc', 'k1', 'queued', '{\"by\":\"other\"}', 3); SELECT 'inserted';" >&7
+	wait_for 100 grep -q inserted psql.out
+	aq-enqueue -q kc --id k1 '{"by":"this"}' >enq 2>enq.err &
+	pid=$!
+	# it waits for that row's fate
+	wait_for 100 eval "[ \"\$(psql_aq \"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'aq-enqueue' AND wait_event_type = 'Lock'\")\" = 1 ]"
+	echo "COMMIT;" >&7
+	exec 7>&-
+	rc=0
+	wait "$pid" || rc=$?
+	assert_equal "$rc" 0
+	# the row committed while it waited was not in its statement's snapshot:
+	# it must still be seen as the id's job, never enqueued a second time
+	assert_equal "$(jq -c '[.id, .duplicate, .status]' enq)" '["k1",true,"queued"]'
+	assert_equal "$(rcli exists 'aq:{kc}:job:k1')" 0
+	assert_equal "$(psql_aq "SELECT payload->>'by' FROM aq.jobs WHERE id = 'k1'")" other
+}

@@ -299,6 +299,8 @@ die_ledger(struct enqueuer *e, const struct batch *b)
 	    e->ledger.err);
 }
 
+#define KEYED_INSERT_TRIES 3
+
 /* A user-given id: insert it unless the ledger has it (the id is an
  * idempotency key there too, also once Redis has trimmed the job). */
 static void
@@ -325,20 +327,36 @@ ledger_insert_keyed(struct enqueuer *e, struct batch *b, struct pending_job *j)
 	params[5] = attempts;
 	params[6] = timeout[0] ? timeout : NULL;
 	params[7] = run_at[0] ? run_at : NULL;
-	r = ledger_exec(&e->ledger, "inserting a job",
-	    "WITH ins AS (INSERT INTO {S}.jobs (queue, id, status, payload, priority,"
-	    "  max_attempts, timeout_ms, run_at)"
-	    "  VALUES ($1, $2, $3, $4::json, $5, $6, $7, $8)"
-	    "  ON CONFLICT (queue, id) DO NOTHING RETURNING status)"
-	    " SELECT '', status FROM ins UNION ALL"
-	    " SELECT 'dup', status FROM {S}.jobs WHERE queue = $1 AND id = $2"
-	    "  AND NOT EXISTS (SELECT FROM ins)", 8, params);
+	/* No row back: the insert met a row that another enqueuer committed
+	 * after this statement's snapshot was taken, so the SELECT could not
+	 * see it. The statement again, with a new snapshot, sees it (or
+	 * inserts, if it was deleted since); with no answer after a few, the
+	 * job is taken as a duplicate, never enqueued twice. */
+	for (int tries = 0; tries < KEYED_INSERT_TRIES; tries++) {
+		r = ledger_exec(&e->ledger, "inserting a job",
+		    "WITH ins AS (INSERT INTO {S}.jobs (queue, id, status, payload, priority,"
+		    "  max_attempts, timeout_ms, run_at)"
+		    "  VALUES ($1, $2, $3, $4::json, $5, $6, $7, $8)"
+		    "  ON CONFLICT (queue, id) DO NOTHING RETURNING status)"
+		    " SELECT '', status FROM ins UNION ALL"
+		    " SELECT 'dup', status FROM {S}.jobs WHERE queue = $1 AND id = $2"
+		    "  AND NOT EXISTS (SELECT FROM ins)", 8, params);
+		if (!r) {
+			payload[j->payload_len] = payload_end;
+			die_ledger(e, b);
+		}
+		if (pq.ntuples(r) == 1) {
+			if (strcmp(pq.getvalue(r, 0, 0), "dup") == 0)
+				snprintf(j->ledger_dup, sizeof j->ledger_dup, "%s",
+				    pq.getvalue(r, 0, 1));
+			pq.clear(r);
+			payload[j->payload_len] = payload_end;
+			return;
+		}
+		pq.clear(r);
+	}
 	payload[j->payload_len] = payload_end;
-	if (!r)
-		die_ledger(e, b);
-	if (pq.ntuples(r) == 1 && strcmp(pq.getvalue(r, 0, 0), "dup") == 0)
-		snprintf(j->ledger_dup, sizeof j->ledger_dup, "%s", pq.getvalue(r, 0, 1));
-	pq.clear(r);
+	snprintf(j->ledger_dup, sizeof j->ledger_dup, "unknown");
 }
 
 /* Redis refused job j of b (its parent is unknown): the ledger, which took
