@@ -17,6 +17,9 @@ teardown_file() { redis_stop; }
 setup() {
 	cd "$BATS_TEST_TMPDIR" && rcli flushall >/dev/null
 	export LINES_LOG=$BATS_TEST_TMPDIR/lines.log
+	# the handlers' hang, unique to this run: no other "sleep 600" on the
+	# machine passes for one left behind
+	export LINER_HANG=600.$$
 	: >"$LINES_LOG"
 }
 teardown() {
@@ -125,7 +128,7 @@ running() {
 	assert_equal "$(starts)" 2
 	grep -q '^term ' "$LINES_LOG"
 	# no hung sleep of the old process is left
-	refute pgrep -f 'sleep 600'
+	refute pgrep -fx "sleep $LINER_HANG"
 }
 
 @test "cancelling a running line-mode job stops its process; the job ends cancelled" {
@@ -241,7 +244,7 @@ running() {
 	# the deaf process did not trap the TERM: it was killed, never said "term"
 	assert_equal "$(starts)" 3
 	assert_equal "$(grep -c '^term ' "$LINES_LOG")" 1
-	refute pgrep -f 'sleep 600'
+	refute pgrep -fx "sleep $LINER_HANG"
 }
 
 @test "SIGKILL of a line-mode worker leaves no handler process running; its jobs run again elsewhere" {
@@ -254,7 +257,7 @@ running() {
 	for pid in $pids; do
 		wait_for 100 eval "! running $pid"
 	done
-	refute pgrep -f 'sleep 600'
+	refute pgrep -fx "sleep $LINER_HANG"
 	start_worker B -q sk --lines --lease 2s -- "$LINER"
 	wait_for 200 job_is sk j succeeded
 	stop_worker B
