@@ -144,6 +144,7 @@ teardown() {
 	run aq-health
 	assert_success
 	assert_output --partial "\"url\":\"$AQ_REDIS_URL\""
+	assert_output --partial "\"primary\":\"127.0.0.1:$(primary_port)\""
 	aq-enqueue -q s --id c1 --delay 1h '{}' >/dev/null
 	run aq-cancel -q s c1
 	assert_success
