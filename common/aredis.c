@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "redis.h"
+#include "sentinel.h"
 
 static void connect_now(struct aredis *r);
 static void schedule_retry(struct aredis *r, const char *why);
@@ -58,6 +59,21 @@ on_retry(uv_timer_t *t)
 	}
 }
 
+/* What r connects to, for messages: "redis at URL" (password masked), or
+ * "sentinel at HOST:PORT". */
+static char *
+where(const struct aredis *r, char *buf, size_t len)
+{
+	char shown[1024];
+
+	if (r->to_sentinels)
+		snprintf(buf, len, "sentinel at %s:%d", r->at.host, r->at.port);
+	else
+		snprintf(buf, len, "redis at %s", url_display(r->url, shown,
+		    sizeof shown));
+	return buf;
+}
+
 static void
 schedule_retry(struct aredis *r, const char *why)
 {
@@ -66,8 +82,8 @@ schedule_retry(struct aredis *r, const char *why)
 	if (r->stopping)
 		return;
 	if (r->failures++ == 0 && why)
-		warnmsg("lost the %s connection to redis at %s: %s; reconnecting",
-		    r->name, url_display(r->url, shown, sizeof shown), why);
+		warnmsg("lost the %s connection to %s: %s; reconnecting",
+		    r->name, where(r, shown, sizeof shown), why);
 	uv_timer_start(&r->retry, on_retry, (uint64_t)r->backoff_ms, 0);
 	r->backoff_ms = redis_retry_next(r->backoff_ms);
 }
@@ -81,8 +97,8 @@ become_ready(struct aredis *r)
 	r->refused = 0;
 	r->backoff_ms = REDIS_RETRY_MIN_MS;
 	if (r->failures > 0)
-		warnmsg("the %s connection to redis at %s is back", r->name,
-		    url_display(r->url, shown, sizeof shown));
+		warnmsg("the %s connection to %s is back", r->name,
+		    where(r, shown, sizeof shown));
 	r->failures = 0;
 	r->on_state(r, 1, r->ctx);
 }
@@ -107,8 +123,8 @@ on_handshake(redisAsyncContext *ac, void *reply, void *priv)
 		/* said once a streak, even after a loss was said: a password
 		 * that stopped passing must not retry in silence */
 		if (r->refused++ == 0)
-			warnmsg("redis at %s refused the %s connection (%s); trying "
-			    "again with backoff%s", url_display(r->url, shown,
+			warnmsg("%s refused the %s connection (%s); trying "
+			    "again with backoff%s", where(r, shown,
 			    sizeof shown), r->name, why, auth ? ": the password of "
 			    "the URL, or its user's ACL, no longer passes; fix it "
 			    "and restart" : "");
@@ -124,6 +140,32 @@ on_handshake(redisAsyncContext *ac, void *reply, void *priv)
 		become_ready(r);
 }
 
+/* With a sentinel URL, the handshake's ROLE: the server named is the
+ * primary still, or the connection is given up and the sentinels asked
+ * again after the backoff. */
+static void
+on_role(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct aredis *r = ac->data;
+	char why[URL_HOST_MAX + 256];
+
+	(void)priv;
+	if (!r || !reply)
+		return;
+	if (sentinel_role_check(reply, &r->at, r->url->master, why,
+	    sizeof why) < 0) {
+		redisAsyncDisconnect(ac);
+		if (r->refused++ == 0)
+			warnmsg("the %s connection: %s; asking the sentinels again "
+			    "with backoff", r->name, why);
+		if (r->failures == 0)
+			r->failures = 1;
+		return;
+	}
+	if (--r->handshake_left == 0)
+		become_ready(r);
+}
+
 static void
 send_handshake(struct aredis *r)
 {
@@ -131,6 +173,10 @@ send_handshake(struct aredis *r)
 	char db[16];
 
 	r->handshake_left = 1;
+	if (r->to_sentinels) {
+		redisAsyncCommand(r->ac, on_handshake, NULL, "PING");
+		return;
+	}
 	if (u->password[0]) {
 		r->handshake_left++;
 		if (u->user[0])
@@ -144,6 +190,10 @@ send_handshake(struct aredis *r)
 		snprintf(db, sizeof db, "%d", u->db);
 		r->handshake_left++;
 		redisAsyncCommand(r->ac, on_handshake, NULL, "SELECT %s", db);
+	}
+	if (u->nsentinels > 0) {
+		r->handshake_left++;
+		redisAsyncCommand(r->ac, on_role, NULL, "ROLE");
 	}
 	for (struct script **s = r->scripts; s && *s; s++) {
 		r->handshake_left++;
@@ -185,6 +235,34 @@ on_disconnect(const redisAsyncContext *ac, int status)
 	schedule_retry(r, ac->err ? ac->errstr : "connection closed");
 }
 
+/* Where to connect: the URL's server, or the primary its sentinels name
+ * now (asked synchronously: each sentinel has SENTINEL_TIMEOUT_MS); a new
+ * primary is said. -1 when no sentinel named one (retry scheduled). */
+static int
+find_server(struct aredis *r)
+{
+	struct url_addr was = r->at;
+	char err[URL_SENTINELS_MAX * (URL_HOST_MAX + 300)];
+
+	if (r->to_sentinels) {
+		r->at = r->url->sentinels[r->next_sentinel++ % r->url->nsentinels];
+		return 0;
+	}
+	if (sentinel_primary(r->url, &r->at, err, sizeof err) < 0) {
+		if (r->refused++ == 0)
+			warnmsg("the %s connection: %s; asking again with backoff",
+			    r->name, err);
+		schedule_retry(r, NULL);
+		return -1;
+	}
+	if (r->url->nsentinels > 0 && was.port != 0 &&
+	    (strcmp(was.host, r->at.host) != 0 || was.port != r->at.port))
+		warnmsg("the sentinels name %s:%d primary %s now (was %s:%d); the "
+		    "%s connection follows it", r->at.host, r->at.port,
+		    r->url->master, was.host, was.port, r->name);
+	return 0;
+}
+
 static void
 connect_now(struct aredis *r)
 {
@@ -192,8 +270,10 @@ connect_now(struct aredis *r)
 
 	if (r->stopping || r->ac)
 		return;
+	if (find_server(r) < 0)
+		return;
 	r->ac = u->is_unix ? redisAsyncConnectUnix(u->path) :
-	    redisAsyncConnect(u->host, u->port);
+	    redisAsyncConnect(r->at.host, r->at.port);
 	if (!r->ac) {
 		schedule_retry(r, "out of memory");
 		return;
@@ -210,6 +290,12 @@ connect_now(struct aredis *r)
 	redisLibuvAttach(r->ac, r->loop);
 	redisAsyncSetConnectCallback(r->ac, on_connect);
 	redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
+}
+
+void
+aredis_to_sentinels(struct aredis *r)
+{
+	r->to_sentinels = 1;
 }
 
 void
@@ -256,8 +342,8 @@ aredis_drop(struct aredis *r, const char *why)
 	if (!r->ac || r->stopping)
 		return;
 	if (r->failures++ == 0)
-		warnmsg("giving up the %s connection to redis at %s: %s; reconnecting",
-		    r->name, url_display(r->url, shown, sizeof shown), why);
+		warnmsg("giving up the %s connection to %s: %s; reconnecting",
+		    r->name, where(r, shown, sizeof shown), why);
 	uv_timer_start(&r->retry, on_retry, 0, 0);
 }
 
@@ -268,6 +354,15 @@ aredis_usable(struct aredis *r, const redisReply *reply, const char *what)
 		return 0;
 	if (reply->type != REDIS_REPLY_ERROR)
 		return 1;
+	if (r->url->nsentinels > 0 && sentinel_lost_role(reply->str)) {
+		/* a failover demoted the server: the sentinels name the new one */
+		if (r->ac && r->failures++ == 0)
+			warnmsg("redis refused %s: %s; the server is no longer the "
+			    "primary, reconnecting", what, reply->str);
+		if (r->ac)
+			redisAsyncDisconnect(r->ac);
+		return 0;
+	}
 	if (strncmp(reply->str, "NOSCRIPT", 8) == 0) {
 		/* reconnecting loads them again; replies pending still arrive */
 		if (r->ac && r->failures++ == 0)

@@ -26,18 +26,28 @@ struct aredis {
 	aredis_state_fn *on_state;
 	void *ctx;
 	redisAsyncContext *ac;        /* NULL while disconnected */
+	struct url_addr at;           /* the server: the URL's, or the primary
+	                               * the sentinels named at the last connect */
 	int ready;
 	int stopping;
 	int backoff_ms;
 	int failures;                 /* in a row, for quieter messages */
 	int refused;                  /* handshakes refused in a row */
 	int handshake_left;           /* replies awaited before ready */
+	int to_sentinels;             /* aredis_to_sentinels: connect to them */
+	int next_sentinel;            /* the one to try at the next connect */
 	uv_timer_t retry;
 };
 
 /* aredis_init: set r up; nothing connects before aredis_start. */
 void aredis_init(struct aredis *r, uv_loop_t *loop, const struct redis_url *u,
     const char *name, struct script **scripts, aredis_state_fn *fn, void *ctx);
+
+/* aredis_to_sentinels: make r (initialised, not started) a connection to
+ * the sentinels of its URL, not to the primary: each connect tries the
+ * next sentinel, without AUTH, SELECT or scripts (for SUBSCRIBE
+ * +switch-master). */
+void aredis_to_sentinels(struct aredis *r);
 
 /* aredis_start: connect now, and again after every loss, with a backoff
  * from 100 ms to 5 s; losses and recoveries are logged on stderr. */

@@ -117,8 +117,10 @@ parse_url_or_die(struct config *c, const char *text, enum url_source source,
 	    file ? file : "");
 	if (rc < 0)
 		die(EX_USAGE, "invalid Redis URL (from %s): %s; want "
-		    "redis://[[user]:password@]host[:port][/db] or "
-		    "unix://[[user]:password@]/path[?db=N] (aq(7) CONFIGURATION)",
+		    "redis://[[user]:password@]host[:port][/db], "
+		    "unix://[[user]:password@]/path[?db=N] or "
+		    "redis+sentinel://[[user]:password@]host[:port][,host[:port]...]"
+		    "/name[/db] (aq(7) CONFIGURATION)",
 		    url_source_name(&c->redis, from, sizeof from), err);
 }
 

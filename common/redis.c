@@ -11,6 +11,7 @@
 #include <sys/time.h>
 
 #include "log.h"
+#include "sentinel.h"
 
 static struct timeval
 tv_ms(int ms)
@@ -109,12 +110,17 @@ authenticate_and_select(redisContext *c, const struct redis_url *u, char *err,
 /* Why a connection to u could not be made, from hiredis's reason, and what
  * to do: for a unix socket, what the path holds tells more than errno. */
 static void
-explain_unreachable(const struct redis_url *u, const char *why, char *err,
-    size_t errlen)
+explain_unreachable(const struct redis_url *u, const struct url_addr *at,
+    const char *why, char *err, size_t errlen)
 {
 	char place[URL_SOURCE_MAX + 64], detail[URL_PATH_MAX + 160] = "";
 	struct stat st;
 
+	if (u->nsentinels > 0) {
+		snprintf(err, errlen, "%s:%d, which the sentinels name primary %s: "
+		    "%s", at->host, at->port, u->master, why);
+		return;
+	}
 	if (u->is_unix) {
 		int exists = stat(u->path, &st) == 0;
 		if (!exists && errno == ENOENT)
@@ -134,30 +140,54 @@ explain_unreachable(const struct redis_url *u, const char *why, char *err,
 	    url_source_fix(u, place, sizeof place));
 }
 
+/* With a sentinel URL: the server connected to at is the primary still
+ * (ROLE); 0, or -1 with err. */
+static int
+check_primary(redisContext *c, const struct redis_url *u,
+    const struct url_addr *at, char *err, size_t errlen)
+{
+	redisReply *r;
+	int rc;
+
+	if (u->nsentinels == 0)
+		return 0;
+	if (!(r = redisCommand(c, "ROLE"))) {
+		snprintf(err, errlen, "%s", c->errstr);
+		return -1;
+	}
+	rc = sentinel_role_check(r, at, u->master, err, errlen);
+	freeReplyObject(r);
+	return rc;
+}
+
 redisContext *
 redis_try_connect(const struct redis_url *u, char *err, size_t errlen, int *code)
 {
+	struct url_addr at;
 	redisContext *c;
 
 	/* a server that closed the connection is an error to report, not a
 	 * signal to die of (standard output's EPIPE: see die_output) */
 	signal(SIGPIPE, SIG_IGN);
+	*code = EX_UNAVAILABLE;
+	if (sentinel_primary(u, &at, err, errlen) < 0)
+		return NULL;
 	if (u->is_unix)
 		c = redisConnectUnixWithTimeout(u->path, tv_ms(REDIS_CONNECT_TIMEOUT_MS));
 	else
-		c = redisConnectWithTimeout(u->host, u->port, tv_ms(REDIS_CONNECT_TIMEOUT_MS));
-	*code = EX_UNAVAILABLE;
+		c = redisConnectWithTimeout(at.host, at.port, tv_ms(REDIS_CONNECT_TIMEOUT_MS));
 	if (!c) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	if (c->err) {
-		explain_unreachable(u, c->errstr, err, errlen);
+		explain_unreachable(u, &at, c->errstr, err, errlen);
 		redisFree(c);
 		return NULL;
 	}
 	if (redisSetTimeout(c, tv_ms(REDIS_COMMAND_TIMEOUT_MS)) != REDIS_OK ||
-	    authenticate_and_select(c, u, err, errlen, code) < 0) {
+	    authenticate_and_select(c, u, err, errlen, code) < 0 ||
+	    check_primary(c, u, &at, err, errlen) < 0) {
 		if (c->err)
 			snprintf(err, errlen, "%s", c->errstr);
 		redisFree(c);
@@ -205,8 +235,11 @@ redis_command_ok(redisContext *c, const struct redis_url *u, int argc,
 	if (!r)
 		redis_die_io(c, u, argv[0]);
 	if (r->type == REDIS_REPLY_ERROR)
-		die(EX_UNAVAILABLE, "redis at %s refused %s: %s",
-		    url_display(u, shown, sizeof shown), argv[0], r->str);
+		die(EX_UNAVAILABLE, "redis at %s refused %s: %s%s",
+		    url_display(u, shown, sizeof shown), argv[0], r->str,
+		    u->nsentinels > 0 && sentinel_lost_role(r->str) ?
+		    " (the server stopped being the "
+		    "primary: a failover; nothing was done, run again)" : "");
 	return r;
 }
 

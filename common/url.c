@@ -1,4 +1,5 @@
-/* url.c: parse Redis URLs (TCP, IPv6 literals, unix sockets, ACL users, db). */
+/* url.c: parse Redis URLs (TCP, IPv6 literals, unix sockets, ACL users, db,
+ * and the sentinels that name a primary). */
 #include "url.h"
 
 #include <stdio.h>
@@ -89,8 +90,10 @@ parse_userinfo(const char *s, size_t n, struct redis_url *u, char *err,
 	return 0;
 }
 
+/* "host[:port]" or "[v6]:port" into a; the port is left alone when none
+ * is given. */
 static int
-parse_hostport(const char *s, size_t n, struct redis_url *u, char *err,
+parse_hostport(const char *s, size_t n, struct url_addr *a, char *err,
     size_t errlen)
 {
 	const char *host = s, *port = NULL;
@@ -115,7 +118,7 @@ parse_hostport(const char *s, size_t n, struct redis_url *u, char *err,
 	}
 	if (hlen == 0)
 		return fail(err, errlen, "missing host");
-	if (hlen >= sizeof u->host)
+	if (hlen >= sizeof a->host)
 		return fail(err, errlen, "host name too long");
 	for (size_t i = 0; i < hlen; i++)
 		if (!(host[i] == '.' || host[i] == '-' || host[i] == ':' ||
@@ -123,13 +126,13 @@ parse_hostport(const char *s, size_t n, struct redis_url *u, char *err,
 		    (host[i] >= 'a' && host[i] <= 'z') ||
 		    (host[i] >= 'A' && host[i] <= 'Z')))
 			return fail(err, errlen, "invalid character in host");
-	memcpy(u->host, host, hlen);
-	u->host[hlen] = '\0';
+	memcpy(a->host, host, hlen);
+	a->host[hlen] = '\0';
 	if (port) {
 		long p = parse_bounded(port, (size_t)(s + n - port), 1, 65535);
 		if (p < 0)
 			return fail(err, errlen, "port must be a number from 1 to 65535");
-		u->port = (int)p;
+		a->port = (int)p;
 	}
 	return 0;
 }
@@ -204,15 +207,92 @@ parse_tcp(const char *rest, struct redis_url *u, char *err, size_t errlen)
 	const char *hp = take_userinfo(rest, u, &rc, err, errlen);
 	const char *slash;
 	size_t hlen;
+	struct url_addr a = {.port = 6379};
 
 	if (rc < 0)
 		return -1;
 	slash = strchr(hp, '/');
 	hlen = slash ? (size_t)(slash - hp) : strlen(hp);
-	if (parse_hostport(hp, hlen, u, err, errlen) < 0)
+	if (parse_hostport(hp, hlen, &a, err, errlen) < 0)
 		return -1;
+	memcpy(u->host, a.host, sizeof u->host);
+	u->port = a.port;
 	if (slash)
 		return parse_db(slash + 1, strlen(slash + 1), u, err, errlen);
+	return 0;
+}
+
+/* "host[:port],host[:port]...": the sentinels, port 26379 by default. */
+static int
+parse_sentinels(const char *s, size_t n, struct redis_url *u, char *err,
+    size_t errlen)
+{
+	const char *end = s + n;
+
+	while (s < end) {
+		const char *comma = memchr(s, ',', (size_t)(end - s));
+		size_t len = comma ? (size_t)(comma - s) : (size_t)(end - s);
+		struct url_addr *a;
+
+		if (u->nsentinels == URL_SENTINELS_MAX)
+			return fail(err, errlen, "more than 8 sentinels");
+		a = &u->sentinels[u->nsentinels++];
+		a->port = SENTINEL_DEFAULT_PORT;
+		if (parse_hostport(s, len, a, err, errlen) < 0)
+			return -1;
+		s += len + (comma != NULL);
+		if (comma && s == end)
+			return fail(err, errlen, "missing host after the last ','");
+	}
+	return 0;
+}
+
+/* The primary's name, as the sentinels' configuration gives it. */
+static int
+parse_master(const char *s, size_t n, struct redis_url *u, char *err,
+    size_t errlen)
+{
+	if (n == 0)
+		return fail(err, errlen, "missing the primary's name: "
+		    "redis+sentinel://host:port,.../name");
+	if (n >= sizeof u->master)
+		return fail(err, errlen, "primary's name too long");
+	for (size_t i = 0; i < n; i++)
+		if (!(s[i] == '.' || s[i] == '-' || s[i] == '_' ||
+		    (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z')))
+			return fail(err, errlen, "invalid character in the primary's "
+			    "name (A-Z a-z 0-9 . _ -)");
+	memcpy(u->master, s, n);
+	u->master[n] = '\0';
+	return 0;
+}
+
+/* After "redis+sentinel://": [userinfo@]sentinels/name[/db]. The user and
+ * password are the primary's; the sentinels are asked without them. */
+static int
+parse_sentinel_url(const char *rest, struct redis_url *u, char *err,
+    size_t errlen)
+{
+	int rc;
+	const char *hp = take_userinfo(rest, u, &rc, err, errlen);
+	const char *slash, *name, *db;
+
+	if (rc < 0)
+		return -1;
+	slash = strchr(hp, '/');
+	if (!slash)
+		return fail(err, errlen, "missing the primary's name: "
+		    "redis+sentinel://host:port,.../name");
+	if (parse_sentinels(hp, (size_t)(slash - hp), u, err, errlen) < 0)
+		return -1;
+	name = slash + 1;
+	db = strchr(name, '/');
+	if (parse_master(name, db ? (size_t)(db - name) : strlen(name), u, err,
+	    errlen) < 0)
+		return -1;
+	if (db)
+		return parse_db(db + 1, strlen(db + 1), u, err, errlen);
 	return 0;
 }
 
@@ -230,11 +310,40 @@ url_parse(const char *text, struct redis_url *u, char *err, size_t errlen)
 		return parse_tcp(text + 8, u, err, errlen);
 	if (strncmp(text, "unix://", 7) == 0)
 		return parse_unix(text + 7, u, err, errlen);
+	if (strncmp(text, "redis+sentinel://", 17) == 0)
+		return parse_sentinel_url(text + 17, u, err, errlen);
 	if (strncmp(text, "rediss://", 9) == 0)
 		return fail(err, errlen, "rediss:// (TLS) is not supported: "
 		    "the hiredis this was built with has no TLS; run stunnel "
 		    "as a TLS client and give its unix:// socket (see aq(7) TLS)");
-	return fail(err, errlen, "URL must start with redis:// or unix://");
+	return fail(err, errlen, "URL must start with redis://, unix:// or "
+	    "redis+sentinel://");
+}
+
+/* host:port, with brackets around an IPv6 literal. */
+static void
+display_addr(const char *host, int port, char *buf, size_t len)
+{
+	int v6 = strchr(host, ':') != NULL;
+
+	snprintf(buf, len, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
+}
+
+static void
+display_sentinel_url(const struct redis_url *u, const char *auth,
+    const char *db, char *buf, size_t len)
+{
+	size_t off = (size_t)snprintf(buf, len, "redis+sentinel://%s", auth);
+
+	for (int i = 0; i < u->nsentinels && off + 1 < len; i++) {
+		if (i > 0)
+			buf[off++] = ',';
+		display_addr(u->sentinels[i].host, u->sentinels[i].port,
+		    buf + off, len - off);
+		off += strlen(buf + off);
+	}
+	if (off < len)
+		snprintf(buf + off, len - off, "/%s%s", u->master, db);
 }
 
 char *
@@ -246,16 +355,20 @@ url_display(const struct redis_url *u, char *buf, size_t len)
 	if (u->user[0] || u->password[0])
 		snprintf(auth, sizeof auth, "%s%s@", u->user,
 		    u->password[0] ? ":***" : "");
-	if (u->is_unix) {
+	if (u->nsentinels > 0) {
+		if (u->db)
+			snprintf(db, sizeof db, "/%d", u->db);
+		display_sentinel_url(u, auth, db, buf, len);
+	} else if (u->is_unix) {
 		if (u->db)
 			snprintf(db, sizeof db, "?db=%d", u->db);
 		snprintf(buf, len, "unix://%s%s%s", auth, u->path, db);
 	} else {
-		int v6 = strchr(u->host, ':') != NULL;
+		char addr[URL_HOST_MAX + 16];
 		if (u->db)
 			snprintf(db, sizeof db, "/%d", u->db);
-		snprintf(buf, len, "redis://%s%s%s%s:%d%s", auth, v6 ? "[" : "",
-		    u->host, v6 ? "]" : "", u->port, db);
+		display_addr(u->host, u->port, addr, sizeof addr);
+		snprintf(buf, len, "redis://%s%s%s", auth, addr, db);
 	}
 	return buf;
 }

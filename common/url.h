@@ -1,5 +1,7 @@
-/* url.h: the Redis URL parser: redis://[[user]:password@]host[:port][/db]
- * and unix://[[user]:password@]/path[?db=N]; passwords never leave it unmasked. */
+/* url.h: the Redis URL parser: redis://[[user]:password@]host[:port][/db],
+ * unix://[[user]:password@]/path[?db=N] and
+ * redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/name[/db];
+ * passwords never leave it unmasked. */
 #ifndef AQ_URL_H
 #define AQ_URL_H
 
@@ -9,6 +11,9 @@
 #define URL_PATH_MAX 108 /* sizeof(sun_path) */
 #define URL_SECRET_MAX 512
 #define URL_SOURCE_MAX 256
+#define URL_SENTINELS_MAX 8
+#define URL_MASTER_MAX 128
+#define SENTINEL_DEFAULT_PORT 26379
 
 /* Where a URL was given, for the advice of messages (set by config). */
 enum url_source {
@@ -19,10 +24,21 @@ enum url_source {
 	URL_FROM_ENV_FILE             /* AQ_REDIS_URL_FILE=PATH */
 };
 
+/* A TCP address, as a URL gives it. */
+struct url_addr {
+	char host[URL_HOST_MAX];      /* without the brackets of an IPv6 literal */
+	int port;                     /* 1..65535 */
+};
+
 struct redis_url {
 	int is_unix;                  /* 1: path is set; 0: host and port */
 	char host[URL_HOST_MAX];      /* without the brackets of an IPv6 literal */
 	int port;                     /* 1..65535, default 6379 */
+	/* redis+sentinel://: host and port are not given but asked of these
+	 * sentinels, which know the primary named master (see sentinel.h) */
+	int nsentinels;               /* 0: not a sentinel URL */
+	struct url_addr sentinels[URL_SENTINELS_MAX];
+	char master[URL_MASTER_MAX];
 	char path[URL_PATH_MAX];      /* unix socket path */
 	char user[URL_SECRET_MAX];    /* ACL user; empty: the default user */
 	char password[URL_SECRET_MAX];/* empty: no AUTH */

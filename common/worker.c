@@ -58,6 +58,42 @@ on_sub_state(struct aredis *r, int ready, void *ctx)
 	aredis_command(r, on_cancel_notice, w, 2, argv, NULL);
 }
 
+/* A sentinel announced a failover (+switch-master "NAME OLDHOST OLDPORT
+ * NEWHOST NEWPORT"): of our primary, the connections still on the old one
+ * go to the new one now, not when the old one is made a replica (up to
+ * seconds later, all the while taking writes that will be lost). */
+static void
+on_switch_master(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct worker *w = priv;
+	redisReply *r = reply;
+	const char *master = w->o->cfg->redis.master;
+	size_t n = strlen(master);
+	char why[URL_MASTER_MAX + 64];
+
+	(void)ac;
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+	    r->element[0]->type != REDIS_REPLY_STRING ||
+	    strcmp(r->element[0]->str, "message") != 0 ||
+	    r->element[2]->type != REDIS_REPLY_STRING ||
+	    r->element[2]->len <= n || strncmp(r->element[2]->str, master, n) != 0 ||
+	    r->element[2]->str[n] != ' ')
+		return;
+	snprintf(why, sizeof why, "the sentinels switched primary %s", master);
+	aredis_drop(&w->cmd, why);
+	aredis_drop(&w->block, why);
+	aredis_drop(&w->sub, why);
+}
+
+static void
+on_watch_state(struct aredis *r, int ready, void *ctx)
+{
+	const char *argv[] = {"SUBSCRIBE", "+switch-master"};
+
+	if (ready)
+		aredis_command(r, on_switch_master, ctx, 2, argv, NULL);
+}
+
 /* ---- shutdown --------------------------------------------------------- */
 
 /* A second signal came: the exit code says so. */
@@ -163,6 +199,8 @@ worker_maybe_finish(struct worker *w)
 	aredis_stop(&w->cmd);
 	aredis_stop(&w->block);
 	aredis_stop(&w->sub);
+	if (w->o->cfg->redis.nsentinels > 0)
+		aredis_stop(&w->watch);
 	uv_close((uv_handle_t *)&w->renew, NULL);
 	uv_close((uv_handle_t *)&w->grace, NULL);
 	uv_close((uv_handle_t *)&w->flush, NULL);
@@ -261,6 +299,12 @@ worker_run(const struct worker_options *o)
 	aredis_start(&w.cmd);
 	aredis_start(&w.block);
 	aredis_start(&w.sub);
+	if (o->cfg->redis.nsentinels > 0) {
+		aredis_init(&w.watch, &loop, &o->cfg->redis, "sentinel watch", NULL,
+		    on_watch_state, &w);
+		aredis_to_sentinels(&w.watch);
+		aredis_start(&w.watch);
+	}
 
 	uv_run(&loop, UV_RUN_DEFAULT);
 

@@ -186,6 +186,7 @@ struct worker {
 	struct keys keys;
 	char host[256], pid[16], started[24], lease_str[24];
 	struct aredis cmd, block, sub;
+	struct aredis watch;        /* sentinel URL: +switch-master notices */
 	struct slot *slots;
 	int running;                /* busy slots */
 	struct report *reports;

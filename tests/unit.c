@@ -302,7 +302,40 @@ static const struct bad_url bad_urls[] = {
 	{"redis://:pw%00@cache", "escaped NUL", "password"},
 	{"redis://us%4:pw@cache", "truncated escape in user", "user"},
 	{"redis://ca_che!:6379", "bad host character", "host"},
+	{"redis+sentinel://s1", "sentinels without a name", "primary's name"},
+	{"redis+sentinel://s1/", "an empty name", "primary's name"},
+	{"redis+sentinel://s1,/m", "a trailing comma", "missing host"},
+	{"redis+sentinel://s1,,s2/m", "an empty sentinel", "missing host"},
+	{"redis+sentinel://a,b,c,d,e,f,g,h,i/m", "9 sentinels", "more than 8"},
+	{"redis+sentinel://s1/m!x", "a bad name", "invalid character"},
+	{"redis+sentinel://s1:0/m", "sentinel port 0", "port"},
+	{"redis+sentinel://s1/m/x", "sentinel db x", "database"},
 };
+
+static void
+test_url_sentinel(void)
+{
+	struct redis_url u;
+
+	if (!url_ok("redis+sentinel://alice:s3cret@s1:26380,[::1],s3.example/my-primary_1/2", &u))
+		return;
+	check(u.nsentinels == 3 && !u.is_unix, "redis+sentinel://: 3 sentinels, TCP");
+	check(strcmp(u.sentinels[0].host, "s1") == 0 && u.sentinels[0].port == 26380,
+	    "redis+sentinel://: the first sentinel with its port");
+	check(strcmp(u.sentinels[1].host, "::1") == 0 && u.sentinels[1].port == 26379,
+	    "redis+sentinel://: an IPv6 sentinel, port 26379 by default");
+	check(strcmp(u.sentinels[2].host, "s3.example") == 0 &&
+	    u.sentinels[2].port == 26379, "redis+sentinel://: the third sentinel");
+	check_str(u.master, "my-primary_1", "redis+sentinel://: the primary's name");
+	check(u.db == 2 && strcmp(u.user, "alice") == 0 &&
+	    strcmp(u.password, "s3cret") == 0,
+	    "redis+sentinel://: the primary's db, user and password");
+	if (url_ok("redis+sentinel://s1/m", &u))
+		check(u.nsentinels == 1 && u.db == 0 && !u.password[0],
+		    "redis+sentinel://host/name: one sentinel, db 0, no password");
+	if (url_ok("redis://cache", &u))
+		check(u.nsentinels == 0, "redis://: no sentinels");
+}
 
 static void
 test_url_rejections(void)
@@ -359,6 +392,9 @@ test_url_display(void)
 	display_is("redis://[::1]:6380/2", "redis://[::1]:6380/2");
 	display_is("unix:///run/r.sock", "unix:///run/r.sock");
 	display_is("unix://:s3cret@/run/r.sock?db=5", "unix://:***@/run/r.sock?db=5");
+	display_is("redis+sentinel://alice:s3cret@s1:26380,[::1]/m/2",
+	    "redis+sentinel://alice:***@s1:26380,[::1]:26379/m/2");
+	display_is("redis+sentinel://s1/m", "redis+sentinel://s1:26379/m");
 }
 
 static void
@@ -384,15 +420,24 @@ test_url_display_never_shows_password(void)
 static void
 test_url_display_truncates(void)
 {
-	struct redis_url u;
-	char buf[12];
+	const char *texts[] = {"redis://a-long-host-name:6380/4",
+	    "redis+sentinel://a-long-host:1,b-long-host:2,c:3/name/4"};
 
-	if (!url_ok("redis://a-long-host-name:6380/4", &u))
-		return;
-	memset(buf, 'X', sizeof buf);
-	url_display(&u, buf, sizeof buf);
-	check(memchr(buf, '\0', sizeof buf) != NULL,
-	    "url_display into a short buffer stays NUL-terminated");
+	for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+		struct redis_url u;
+		char buf[64];
+		int ok = 1;
+		if (!url_ok(texts[i], &u))
+			continue;
+		for (size_t n = 1; n < sizeof buf; n++) {
+			memset(buf, 'X', sizeof buf);
+			url_display(&u, buf, n);
+			if (!memchr(buf, '\0', n) || buf[n] != 'X')
+				ok = 0;
+		}
+		check(ok, "url_display of %s into buffers of 1 to 63 bytes stays "
+		    "inside them, NUL-terminated", texts[i]);
+	}
 }
 
 static int
@@ -2054,6 +2099,7 @@ main(void)
 	test_url_ipv6();
 	test_url_unix();
 	test_url_unix_path_limit();
+	test_url_sentinel();
 	test_url_rejections();
 	test_url_errors_hide_password();
 	test_url_display();

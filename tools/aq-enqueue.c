@@ -29,9 +29,12 @@
 #define AFTER_MAX 1000            /* parents of one job (--after) */
 #define UNKNOWN_PARENT "unknown-parent:" /* enqueue.lua's reply, then the id */
 #define UNKNOWN_PARENT_LEN (sizeof UNKNOWN_PARENT - 1)
+#define REPLICAS_MAX 64           /* --replicas */
+#define REPLICAS_TIMEOUT_MS 5000  /* --replicas-timeout, by default */
 
 enum { OPT_ID = OPT_TOOL, OPT_PRIORITY, OPT_DELAY, OPT_RUN_AT,
-	OPT_MAX_ATTEMPTS, OPT_TIMEOUT, OPT_WAIT, OPT_WAIT_TIMEOUT, OPT_AFTER };
+	OPT_MAX_ATTEMPTS, OPT_TIMEOUT, OPT_WAIT, OPT_WAIT_TIMEOUT, OPT_AFTER,
+	OPT_REPLICAS, OPT_REPLICAS_TIMEOUT };
 
 struct pending_job {
 	size_t id_off, id_len, payload_off, payload_len;
@@ -46,6 +49,7 @@ struct batch {
 	struct pending_job *jobs;
 	size_t n;
 	redisReply *reply;            /* a reply read ahead (NOSCRIPT recovery) */
+	long long acks;               /* --replicas: WAIT's reply after it */
 };
 
 struct enqueuer {
@@ -67,6 +71,10 @@ struct enqueuer {
 	struct jbuf out;
 	unsigned long rejected;
 	const char *input_name;       /* "line" or "argument", for messages */
+	long long replicas;           /* --replicas: WAIT for these after a batch */
+	char replicas_arg[24], replicas_timeout[24];
+	long long replicas_timeout_ms;
+	unsigned long unreplicated;   /* jobs fewer replicas acknowledged */
 	int wait;                     /* --wait */
 	long long wait_timeout_ms;    /* --wait-timeout; -1: none */
 	struct waiter *waiter;
@@ -80,6 +88,7 @@ usage(FILE *fp)
 	    "                  [--id id] [--priority n] [--delay duration | --run-at time]\n"
 	    "                  [--max-attempts n] [--timeout duration] [--max-line size]\n"
 	    "                  [--after id[,id...]]...\n"
+	    "                  [--replicas n [--replicas-timeout duration]]\n"
 	    "                  [--database-url url | --database-url-file path]\n"
 	    "                  [--wait [--wait-timeout duration]] [payload ...]\n");
 }
@@ -125,12 +134,52 @@ build_call(struct enqueuer *e, const struct batch *b)
 	}
 }
 
+/* --replicas: pipeline WAIT after a batch's call, so that its reply says
+ * how many replicas have the batch (and all before it). */
+static void
+append_wait(struct enqueuer *e)
+{
+	const char *argv[] = {"WAIT", e->replicas_arg, e->replicas_timeout};
+
+	if (e->replicas > 0 &&
+	    redisAppendCommandArgv(e->redis, 3, argv, NULL) != REDIS_OK)
+		redis_die_io(e->redis, &e->cfg.redis, "sending WAIT");
+}
+
+/* --replicas: the reply of the WAIT after b's call. */
+static void
+read_acks(struct enqueuer *e, struct batch *b)
+{
+	redisReply *r;
+
+	if (e->replicas == 0)
+		return;
+	r = redis_get_reply(e->redis, &e->cfg.redis, "waiting for replicas");
+	if (r->type != REDIS_REPLY_INTEGER) {
+		char shown[1024];
+		die(EX_UNAVAILABLE, "redis at %s refused WAIT: %s",
+		    url_display(&e->cfg.redis, shown, sizeof shown),
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	}
+	b->acks = r->integer;
+	freeReplyObject(r);
+}
+
+/* The replies of b: its call's, then (--replicas) its WAIT's. */
+static void
+read_batch_replies(struct enqueuer *e, struct batch *b)
+{
+	b->reply = redis_get_reply(e->redis, &e->cfg.redis, "sending jobs");
+	read_acks(e, b);
+}
+
 static void
 send_batch(struct enqueuer *e, struct batch *b)
 {
 	build_call(e, b);
 	if (script_append(e->redis, &e->call) != REDIS_OK)
 		redis_die_io(e->redis, &e->cfg.redis, "sending jobs");
+	append_wait(e);
 }
 
 static redisReply *
@@ -140,9 +189,10 @@ call_batch_now(struct enqueuer *e, struct batch *b)
 
 	build_call(e, b);
 	r = script_call(e->redis, &e->cfg.redis, &e->call);
-
 	if (!r)
 		redis_die_io(e->redis, &e->cfg.redis, "sending jobs");
+	append_wait(e);
+	read_acks(e, b);
 	return r;
 }
 
@@ -152,12 +202,10 @@ call_batch_now(struct enqueuer *e, struct batch *b)
  * run, in order, each batch that met NOSCRIPT. Their order is kept.
  */
 static void
-recover_noscript(struct enqueuer *e, redisReply *first)
+recover_noscript(struct enqueuer *e)
 {
-	e->ring[e->oldest].reply = first;
 	for (size_t k = 1; k < e->inflight; k++)
-		e->ring[(e->oldest + k) % (PIPELINE_DEPTH + 1)].reply =
-		    redis_get_reply(e->redis, &e->cfg.redis, "sending jobs");
+		read_batch_replies(e, &e->ring[(e->oldest + k) % (PIPELINE_DEPTH + 1)]);
 	script_load(e->redis, &e->cfg.redis, &script_enqueue);
 	for (size_t k = 0; k < e->inflight; k++) {
 		struct batch *b = &e->ring[(e->oldest + k) % (PIPELINE_DEPTH + 1)];
@@ -260,21 +308,38 @@ report_batch(struct enqueuer *e, struct batch *b, const redisReply *r)
 	}
 }
 
+/* --replicas: the jobs of b are enqueued; say so when fewer replicas than
+ * asked had them within the time (they would be lost in a failover). */
+static void
+check_replicated(struct enqueuer *e, const struct batch *b)
+{
+	size_t n = redis_jobs(b);
+
+	if (e->replicas == 0 || n == 0 || b->acks >= e->replicas)
+		return;
+	warnmsg("%ss %lu-%lu: enqueued, but %lld of %lld replicas acknowledged "
+	    "them within %lld ms (--replicas-timeout): a failover now could "
+	    "lose them", e->input_name, b->jobs[0].lineno,
+	    b->jobs[b->n - 1].lineno, b->acks, e->replicas,
+	    e->replicas_timeout_ms);
+	e->unreplicated += n;
+}
+
 /* Wait for the reply of the oldest batch in flight and print its jobs. */
 static void
 complete_oldest(struct enqueuer *e)
 {
 	struct batch *b = &e->ring[e->oldest];
-	redisReply *r = b->reply;
+	redisReply *r;
 
-	if (!r) {
-		r = redis_get_reply(e->redis, &e->cfg.redis, "sending jobs");
-		if (script_is_noscript(r)) {
-			recover_noscript(e, r);
-			r = b->reply;
-		}
+	if (!b->reply) {
+		read_batch_replies(e, b);
+		if (script_is_noscript(b->reply))
+			recover_noscript(e);
 	}
+	r = b->reply;
 	report_batch(e, b, r);
+	check_replicated(e, b);
 	freeReplyObject(r);
 	b->reply = NULL;
 	b->n = 0;
@@ -619,6 +684,8 @@ parse_options(struct enqueuer *e, int argc, char **argv)
 		{"wait", no_argument, NULL, OPT_WAIT},
 		{"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
 		{"after", required_argument, NULL, OPT_AFTER},
+		{"replicas", required_argument, NULL, OPT_REPLICAS},
+		{"replicas-timeout", required_argument, NULL, OPT_REPLICAS_TIMEOUT},
 		CONFIG_LONG_OPTIONS_LEDGER,
 		{NULL, 0, NULL, 0},
 	};
@@ -663,6 +730,13 @@ parse_options(struct enqueuer *e, int argc, char **argv)
 		case OPT_AFTER:
 			add_parents(e, optarg);
 			break;
+		case OPT_REPLICAS:
+			e->replicas = option_int("--replicas", optarg, 1, REPLICAS_MAX);
+			break;
+		case OPT_REPLICAS_TIMEOUT:
+			e->replicas_timeout_ms = option_duration("--replicas-timeout",
+			    optarg, 1);
+			break;
 		default:
 			config_bad_option(c, argv, longopts, usage);
 		}
@@ -671,6 +745,8 @@ parse_options(struct enqueuer *e, int argc, char **argv)
 		die_usage("give --delay or --run-at, not both");
 	if (e->wait_timeout_ms >= 0 && !e->wait)
 		die_usage("--wait-timeout goes with --wait");
+	if (e->replicas_timeout_ms >= 0 && e->replicas == 0)
+		die_usage("--replicas-timeout goes with --replicas");
 	check_not_own_parent(e);
 }
 
@@ -686,6 +762,11 @@ format_options(struct enqueuer *e)
 		snprintf(e->run_at, sizeof e->run_at, "%lld", (long long)e->opt.run_at_ms);
 	if (e->opt.timeout_ms >= 0)
 		snprintf(e->timeout, sizeof e->timeout, "%lld", (long long)e->opt.timeout_ms);
+	if (e->replicas_timeout_ms < 0)
+		e->replicas_timeout_ms = REPLICAS_TIMEOUT_MS;
+	snprintf(e->replicas_arg, sizeof e->replicas_arg, "%lld", e->replicas);
+	snprintf(e->replicas_timeout, sizeof e->replicas_timeout, "%lld",
+	    e->replicas_timeout_ms);
 }
 
 /* Register the queue before its first job exists: aq-sweep finds it by
@@ -741,7 +822,8 @@ cleanup(struct enqueuer *e)
 int
 main(int argc, char **argv)
 {
-	static struct enqueuer e = {.wait_timeout_ms = -1, .batch_jobs = BATCH_JOBS};
+	static struct enqueuer e = {.wait_timeout_ms = -1, .batch_jobs = BATCH_JOBS,
+	    .replicas_timeout_ms = -1};
 	int rc = 0;
 
 	log_init(argv[0]);
@@ -777,6 +859,8 @@ main(int argc, char **argv)
 	send_all(&e);
 	if (rc == 0 && e.rejected > 0)
 		rc = EX_DATAERR;
+	if (rc == 0 && e.unreplicated > 0)
+		rc = EX_TEMPFAIL;
 	if (e.waiter && rc != EX_IOERR)
 		rc = wait_for_outcomes(&e, rc);
 	cleanup(&e);

@@ -351,6 +351,13 @@ sweep_pass(struct sweeper *s)
 	char err[REDIS_ERR_MAX], shown[1024];
 	int code, rc = 0;
 
+	if (s->redis && s->cfg.redis.nsentinels > 0) {
+		/* each pass asks the sentinels: after a failover, the old
+		 * primary takes writes until it is made a replica, and loses
+		 * them then */
+		redisFree(s->redis);
+		s->redis = NULL;
+	}
 	if (!s->redis) {
 		s->redis = redis_try_connect(&s->cfg.redis, err, sizeof err, &code);
 		if (!s->redis) {

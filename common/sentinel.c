@@ -1,0 +1,141 @@
+/* sentinel.c: ask Redis Sentinel for the address of a primary, and check
+ * that the server it names is one. */
+#include "sentinel.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+static struct timeval
+sentinel_timeout(void)
+{
+	struct timeval tv = {SENTINEL_TIMEOUT_MS / 1000,
+	    (SENTINEL_TIMEOUT_MS % 1000) * 1000};
+
+	return tv;
+}
+
+/* The [host, port] reply of get-master-addr-by-name into a; -1 when it is
+ * not one. */
+static int
+take_address(const redisReply *r, struct url_addr *a)
+{
+	const redisReply *host, *port;
+	char *end;
+	long p;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+		return -1;
+	host = r->element[0];
+	port = r->element[1];
+	if (host->type != REDIS_REPLY_STRING || port->type != REDIS_REPLY_STRING ||
+	    host->len == 0 || host->len >= sizeof a->host)
+		return -1;
+	p = strtol(port->str, &end, 10);
+	if (*end || p < 1 || p > 65535)
+		return -1;
+	memcpy(a->host, host->str, host->len + 1);
+	a->port = (int)p;
+	return 0;
+}
+
+/* Ask the sentinel s where master is: 0 with *a, or -1 with why. */
+static int
+ask_sentinel(const struct url_addr *s, const char *master, struct url_addr *a,
+    char *why, size_t whylen)
+{
+	redisContext *c = redisConnectWithTimeout(s->host, s->port,
+	    sentinel_timeout());
+	redisReply *r;
+	int rc = -1;
+
+	if (!c) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	if (c->err) {
+		snprintf(why, whylen, "%s", c->errstr);
+		redisFree(c);
+		return -1;
+	}
+	redisSetTimeout(c, sentinel_timeout());
+	r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", master);
+	if (!r)
+		snprintf(why, whylen, "%s", c->errstr);
+	else if (r->type == REDIS_REPLY_ERROR)
+		snprintf(why, whylen, "%.*s (is it a sentinel?)",
+		    (int)strcspn(r->str, "\r\n") - (r->len > 0 &&
+		    r->str[r->len - 1] == ' '), r->str);
+	else if (r->type == REDIS_REPLY_NIL)
+		snprintf(why, whylen, "monitors no primary of that name");
+	else if (take_address(r, a) < 0)
+		snprintf(why, whylen, "unexpected reply to SENTINEL "
+		    "get-master-addr-by-name");
+	else
+		rc = 0;
+	freeReplyObject(r);
+	redisFree(c);
+	return rc;
+}
+
+int
+sentinel_primary(const struct redis_url *u, struct url_addr *a, char *err,
+    size_t errlen)
+{
+	char place[URL_SOURCE_MAX + 64];
+	size_t off = 0;
+
+	if (u->nsentinels == 0) {
+		memcpy(a->host, u->host, sizeof a->host);
+		a->port = u->port;
+		return 0;
+	}
+	off = (size_t)snprintf(err, errlen, "no sentinel named the primary %s (",
+	    u->master);
+	for (int i = 0; i < u->nsentinels; i++) {
+		const struct url_addr *s = &u->sentinels[i];
+		char why[256];
+		if (ask_sentinel(s, u->master, a, why, sizeof why) == 0)
+			return 0;
+		if (off < errlen)
+			off += (size_t)snprintf(err + off, errlen - off, "%s%s:%d: %s",
+			    i ? "; " : "", s->host, s->port, why);
+	}
+	if (off < errlen)
+		snprintf(err + off, errlen - off, "); are they running, and is the "
+		    "name the one of their 'sentinel monitor'? the URL is in %s",
+		    url_source_fix(u, place, sizeof place));
+	return -1;
+}
+
+int
+sentinel_role_check(const redisReply *role, const struct url_addr *a,
+    const char *master, char *err, size_t errlen)
+{
+	const redisReply *kind;
+
+	if (role->type == REDIS_REPLY_ERROR) {
+		snprintf(err, errlen, "%s:%d, which the sentinels name primary %s, "
+		    "refused ROLE (%s); the URL's user needs +role", a->host,
+		    a->port, master, role->str);
+		return -1;
+	}
+	if (role->type != REDIS_REPLY_ARRAY || role->elements < 1)
+		return snprintf(err, errlen, "unexpected reply to ROLE"), -1;
+	kind = role->element[0];
+	if (kind->type == REDIS_REPLY_STRING && strcmp(kind->str, "master") == 0)
+		return 0;
+	snprintf(err, errlen, "%s:%d, which the sentinels name primary %s, is a "
+	    "%s: a failover is under way", a->host, a->port, master,
+	    kind->type == REDIS_REPLY_STRING ? kind->str : "server of no role");
+	return -1;
+}
+
+int
+sentinel_lost_role(const char *error)
+{
+	return strncmp(error, "READONLY", 8) == 0 ||
+	    strncmp(error, "UNBLOCKED", 9) == 0 ||
+	    strncmp(error, "NOREPLICAS", 10) == 0;
+}
