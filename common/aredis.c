@@ -248,7 +248,10 @@ find_server(struct aredis *r)
 		r->at = r->url->sentinels[r->next_sentinel++ % r->url->nsentinels];
 		return 0;
 	}
-	if (sentinel_primary(r->url, &r->at, err, sizeof err) < 0) {
+	if (r->hint.port != 0) { /* aredis_follow */
+		r->at = r->hint;
+		r->hint.port = 0;
+	} else if (sentinel_primary(r->url, &r->at, err, sizeof err) < 0) {
 		if (r->refused++ == 0)
 			warnmsg("the %s connection: %s; asking again with backoff",
 			    r->name, err);
@@ -345,6 +348,13 @@ aredis_drop(struct aredis *r, const char *why)
 		warnmsg("giving up the %s connection to %s: %s; reconnecting",
 		    r->name, where(r, shown, sizeof shown), why);
 	uv_timer_start(&r->retry, on_retry, 0, 0);
+}
+
+void
+aredis_follow(struct aredis *r, const struct url_addr *to, const char *why)
+{
+	r->hint = *to;
+	aredis_drop(r, why);
 }
 
 int

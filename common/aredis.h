@@ -35,6 +35,7 @@ struct aredis {
 	int refused;                  /* handshakes refused in a row */
 	int handshake_left;           /* replies awaited before ready */
 	int to_sentinels;             /* aredis_to_sentinels: connect to them */
+	struct url_addr hint;         /* aredis_follow: the next server to try */
 	int next_sentinel;            /* the one to try at the next connect */
 	uv_timer_t retry;
 };
@@ -66,6 +67,12 @@ int aredis_command(struct aredis *r, redisCallbackFn *cb, void *priv, int argc,
 /* aredis_script: aredis_command of the script call a (sealed here). */
 int aredis_script(struct aredis *r, redisCallbackFn *cb, void *priv,
     struct script_args *a);
+
+/* aredis_follow: the sentinels announced that primary to is the new one:
+ * drop the connection (as aredis_drop, saying why) and reconnect to to,
+ * without asking a sentinel (one that has not heard yet would name the
+ * old primary); the handshake's ROLE still checks it. */
+void aredis_follow(struct aredis *r, const struct url_addr *to, const char *why);
 
 /* aredis_usable: 1 when reply can be used; 0 for NULL (connection lost) or
  * an error reply, which is logged, and for NOSCRIPT (the server forgot the

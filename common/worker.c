@@ -62,27 +62,32 @@ on_sub_state(struct aredis *r, int ready, void *ctx)
  * NEWHOST NEWPORT"): of our primary, the connections still on the old one
  * go to the new one now, not when the old one is made a replica (up to
  * seconds later, all the while taking writes that will be lost). */
+_Static_assert(URL_MASTER_MAX == 128 && URL_HOST_MAX == 256,
+    "the widths of on_switch_master's sscanf");
+
 static void
 on_switch_master(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct worker *w = priv;
 	redisReply *r = reply;
 	const char *master = w->o->cfg->redis.master;
-	size_t n = strlen(master);
-	char why[URL_MASTER_MAX + 64];
+	char name[URL_MASTER_MAX], why[URL_MASTER_MAX + URL_HOST_MAX + 64];
+	struct url_addr to;
 
 	(void)ac;
 	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
 	    r->element[0]->type != REDIS_REPLY_STRING ||
 	    strcmp(r->element[0]->str, "message") != 0 ||
 	    r->element[2]->type != REDIS_REPLY_STRING ||
-	    r->element[2]->len <= n || strncmp(r->element[2]->str, master, n) != 0 ||
-	    r->element[2]->str[n] != ' ')
+	    sscanf(r->element[2]->str, "%127s %*s %*d %255s %d", name, to.host,
+	    &to.port) != 3 || strcmp(name, master) != 0 ||
+	    to.port < 1 || to.port > 65535)
 		return;
-	snprintf(why, sizeof why, "the sentinels switched primary %s", master);
-	aredis_drop(&w->cmd, why);
-	aredis_drop(&w->block, why);
-	aredis_drop(&w->sub, why);
+	snprintf(why, sizeof why, "the sentinels switched primary %s to %s:%d",
+	    master, to.host, to.port);
+	aredis_follow(&w->cmd, &to, why);
+	aredis_follow(&w->block, &to, why);
+	aredis_follow(&w->sub, &to, why);
 }
 
 static void
