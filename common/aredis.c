@@ -235,46 +235,12 @@ on_disconnect(const redisAsyncContext *ac, int status)
 	schedule_retry(r, ac->err ? ac->errstr : "connection closed");
 }
 
-/* Where to connect: the URL's server, or the primary its sentinels name
- * now (asked synchronously: each sentinel has SENTINEL_TIMEOUT_MS); a new
- * primary is said. -1 when no sentinel named one (retry scheduled). */
-static int
-find_server(struct aredis *r)
-{
-	struct url_addr was = r->at;
-	char err[URL_SENTINELS_MAX * (URL_HOST_MAX + 300)];
-
-	if (r->to_sentinels) {
-		r->at = r->url->sentinels[r->next_sentinel++ % r->url->nsentinels];
-		return 0;
-	}
-	if (r->hint.port != 0) { /* aredis_follow */
-		r->at = r->hint;
-		r->hint.port = 0;
-	} else if (sentinel_primary(r->url, &r->at, err, sizeof err) < 0) {
-		if (r->refused++ == 0)
-			warnmsg("the %s connection: %s; asking again with backoff",
-			    r->name, err);
-		schedule_retry(r, NULL);
-		return -1;
-	}
-	if (r->url->nsentinels > 0 && was.port != 0 &&
-	    (strcmp(was.host, r->at.host) != 0 || was.port != r->at.port))
-		warnmsg("the sentinels name %s:%d primary %s now (was %s:%d); the "
-		    "%s connection follows it", r->at.host, r->at.port,
-		    r->url->master, was.host, was.port, r->name);
-	return 0;
-}
-
+/* Connect to r->at (or the URL's unix socket). */
 static void
-connect_now(struct aredis *r)
+connect_to(struct aredis *r)
 {
 	const struct redis_url *u = r->url;
 
-	if (r->stopping || r->ac)
-		return;
-	if (find_server(r) < 0)
-		return;
 	r->ac = u->is_unix ? redisAsyncConnectUnix(u->path) :
 	    redisAsyncConnect(r->at.host, r->at.port);
 	if (!r->ac) {
@@ -293,6 +259,77 @@ connect_now(struct aredis *r)
 	redisLibuvAttach(r->ac, r->loop);
 	redisAsyncSetConnectCallback(r->ac, on_connect);
 	redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
+}
+
+/* On libuv's thread pool: a sentinel that does not answer costs up to
+ * SENTINEL_TIMEOUT_MS twice, which the loop (leases, handlers) must not
+ * wait for. Only r->named, r->ask_rc and r->ask_err are written. */
+static void
+ask_sentinels(uv_work_t *req)
+{
+	struct aredis *r = req->data;
+
+	r->ask_rc = sentinel_primary(r->url, &r->named, r->ask_err,
+	    sizeof r->ask_err);
+}
+
+/* The sentinels answered: connect to the primary they named (a new one is
+ * said), or to the one a +switch-master announced meanwhile. */
+static void
+on_sentinels_answer(uv_work_t *req, int status)
+{
+	struct aredis *r = req->data;
+	struct url_addr was = r->at;
+
+	r->asking = 0;
+	if (r->stopping)
+		return;
+	if (status != 0 || (r->ask_rc < 0 && r->hint.port == 0)) {
+		if (r->refused++ == 0)
+			warnmsg("the %s connection: %s; asking again with backoff",
+			    r->name, status != 0 ? uv_strerror(status) : r->ask_err);
+		schedule_retry(r, NULL);
+		return;
+	}
+	r->at = r->hint.port != 0 ? r->hint : r->named;
+	r->hint.port = 0;
+	if (was.port != 0 && (strcmp(was.host, r->at.host) != 0 ||
+	    was.port != r->at.port))
+		warnmsg("the sentinels name %s:%d primary %s now (was %s:%d); the "
+		    "%s connection follows it", r->at.host, r->at.port,
+		    r->url->master, was.host, was.port, r->name);
+	connect_to(r);
+}
+
+/* Connect to the URL's server; to the next of its sentinels (a sentinel
+ * watch); to the primary a +switch-master announced (aredis_follow); or
+ * to the primary the sentinels name, once they answer. */
+static void
+connect_now(struct aredis *r)
+{
+	const struct redis_url *u = r->url;
+
+	if (r->stopping || r->ac || r->asking)
+		return;
+	if (r->to_sentinels) {
+		r->at = u->sentinels[r->next_sentinel++ % u->nsentinels];
+	} else if (r->hint.port != 0) {
+		r->at = r->hint;
+		r->hint.port = 0;
+	} else if (u->nsentinels > 0) {
+		r->asking = 1;
+		r->ask.data = r;
+		if (uv_queue_work(r->loop, &r->ask, ask_sentinels,
+		    on_sentinels_answer) == 0)
+			return;
+		r->asking = 0;
+		schedule_retry(r, "cannot queue the question to the sentinels");
+		return;
+	} else {
+		memcpy(r->at.host, u->host, sizeof r->at.host);
+		r->at.port = u->port;
+	}
+	connect_to(r);
 }
 
 void

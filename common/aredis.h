@@ -36,6 +36,11 @@ struct aredis {
 	int handshake_left;           /* replies awaited before ready */
 	int to_sentinels;             /* aredis_to_sentinels: connect to them */
 	struct url_addr hint;         /* aredis_follow: the next server to try */
+	uv_work_t ask;                /* the sentinels, asked off the loop */
+	int asking;
+	int ask_rc;
+	struct url_addr named;        /* their answer */
+	char ask_err[URL_SENTINELS_MAX * (URL_HOST_MAX + 300)];
 	int next_sentinel;            /* the one to try at the next connect */
 	uv_timer_t retry;
 };

@@ -221,6 +221,49 @@ teardown() {
 	assert_equal "$(wc -l <"$BATS_TEST_TMPDIR/out")" 20
 }
 
+# silent_start N: N listeners on free ports that take connections and never
+# answer (sentinels behind a black hole); their ports in $SEN_DIR/silent.
+silent_start() {
+	local i
+	: >"$SEN_DIR/silent"
+	for ((i = 0; i < $1; i++)); do
+		start_bg "silent$i" python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(64)
+print(s.getsockname()[1], flush=True); time.sleep(600)'
+		wait_for 100 test -s "$BATS_TEST_TMPDIR/silent$i.out"
+		cat "$BATS_TEST_TMPDIR/silent$i.out" >>"$SEN_DIR/silent"
+	done
+}
+
+# kill_aq_clients: the primary drops every client but the sentinels'.
+kill_aq_clients() {
+	local p id
+	p=$(primary_port)
+	for id in $(redis-cli -p "$p" client list | grep -v 'name=sentinel-' |
+	    grep -v 'cmd=client' | sed -n 's/^id=\([0-9]*\) .*/\1/p'); do
+		redis-cli -p "$p" client kill id "$id" >/dev/null
+	done
+}
+
+@test "silent sentinels are passed over, and do not hold up a worker: its lease lives through a reconnect" {
+	silent_start 5
+	url="redis+sentinel://$(sed 's/^/127.0.0.1:/' "$SEN_DIR/silent" | paste -sd,),127.0.0.1:$(cat "$SEN_DIR/s1.port")/aqm"
+	run aq-enqueue -u "$url" -q q --id held '{"hold":true,"sleep":0}'
+	assert_success
+	start_worker 1 -u "$url" -q q --lease 9s -- "$HANDLERS/chaos"
+	wait_for 200 grep -q '^held 1 start' "$CHAOS_LOG"
+	# every reconnect asks five silent sentinels first (0.5 s each): the
+	# three connections must not take turns at it on the worker's loop,
+	# or the lease (renewed every 3 s, the handler stopped at 6 s) is gone
+	kill_aq_clients
+	wait_for 300 grep -q "the command connection to redis at .* is back" "$BATS_TEST_TMPDIR/worker.1.err"
+	wait_for 300 grep -q "back in touch with redis: still holding the leases of 1 job; 0 lost" "$BATS_TEST_TMPDIR/worker.1.err"
+	touch "$LOCKS/release"
+	wait_for 300 job_is q held succeeded
+	assert_equal "$(grep -c '^held .* start' "$CHAOS_LOG")" 1
+	stop_worker 1
+}
+
 # all_succeeded Q N: the primary the sentinels name has N jobs of Q, all
 # succeeded, none waiting or running.
 all_succeeded() {
@@ -252,9 +295,10 @@ all_succeeded() {
 	wait_for 300 eval "[ \"\$(primary_port)\" != $old ]"
 	# the old primary is made a replica; the workers follow the new one
 	wait_for 600 eval "redis-cli -p $old role | head -1 | grep -qx slave"
-	wait_for 600 grep -q "the command connection follows it" "$BATS_TEST_TMPDIR/worker.1.err"
-	wait_for 600 grep -q "the command connection follows it" "$BATS_TEST_TMPDIR/worker.2.err"
-	grep -q "the sentinels switched primary aqm to 127.0.0.1:$(primary_port)" "$BATS_TEST_TMPDIR/worker.1.err"
+	for w in 1 2; do
+		grep -q "giving up the command connection to redis at .*: the sentinels switched primary aqm to 127.0.0.1:$(primary_port); reconnecting" "$BATS_TEST_TMPDIR/worker.$w.err"
+		wait_for 600 grep -q "back in touch with redis" "$BATS_TEST_TMPDIR/worker.$w.err"
+	done
 	touch "$LOCKS/release"
 	wait_for 900 all_succeeded f 201
 	# the held job ran once, its handler across the failover
