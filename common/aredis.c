@@ -191,7 +191,7 @@ send_handshake(struct aredis *r)
 		r->handshake_left++;
 		redisAsyncCommand(r->ac, on_handshake, NULL, "SELECT %s", db);
 	}
-	if (u->nsentinels > 0) {
+	if (u->kind == URL_SENTINEL) {
 		r->handshake_left++;
 		redisAsyncCommand(r->ac, on_role, NULL, "ROLE");
 	}
@@ -312,11 +312,11 @@ connect_now(struct aredis *r)
 	if (r->stopping || r->ac || r->asking)
 		return;
 	if (r->to_sentinels) {
-		r->at = u->sentinels[r->next_sentinel++ % u->nsentinels];
+		r->at = u->nodes[r->next_sentinel++ % u->nnodes];
 	} else if (r->hint.port != 0) {
 		r->at = r->hint;
 		r->hint.port = 0;
-	} else if (u->nsentinels > 0) {
+	} else if (u->kind == URL_SENTINEL) {
 		r->asking = 1;
 		r->ask.data = r;
 		if (uv_queue_work(r->loop, &r->ask, ask_sentinels,
@@ -401,7 +401,7 @@ aredis_usable(struct aredis *r, const redisReply *reply, const char *what)
 		return 0;
 	if (reply->type != REDIS_REPLY_ERROR)
 		return 1;
-	if (r->url->nsentinels > 0 && sentinel_lost_role(reply->str)) {
+	if (r->url->kind == URL_SENTINEL && sentinel_lost_role(reply->str)) {
 		/* a failover demoted the server: the sentinels name the new one */
 		if (r->ac && r->failures++ == 0)
 			warnmsg("redis refused %s: %s; the server is no longer the "

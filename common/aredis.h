@@ -40,7 +40,7 @@ struct aredis {
 	int asking;
 	int ask_rc;
 	struct url_addr named;        /* their answer */
-	char ask_err[URL_SENTINELS_MAX * (URL_HOST_MAX + 300)];
+	char ask_err[URL_NODES_MAX * (URL_HOST_MAX + 300)];
 	int next_sentinel;            /* the one to try at the next connect */
 	uv_timer_t retry;
 };

@@ -122,6 +122,11 @@ parse_url_or_die(struct config *c, const char *text, enum url_source source,
 		    "redis+sentinel://[[user]:password@]host[:port][,host[:port]...]"
 		    "/name[/db] (aq(7) CONFIGURATION)",
 		    url_source_name(&c->redis, from, sizeof from), err);
+	if (c->redis.kind == URL_CLUSTER) /* cluster.h has the slot map; the
+					   * tools do not route by it yet */
+		die(EX_USAGE, "redis+cluster:// (from %s) is not supported yet: "
+		    "give one node, or the sentinels of a primary; see aq(7) SCALING",
+		    url_source_name(&c->redis, from, sizeof from));
 }
 
 static void

@@ -116,7 +116,7 @@ explain_unreachable(const struct redis_url *u, const struct url_addr *at,
 	char place[URL_SOURCE_MAX + 64], detail[URL_PATH_MAX + 160] = "";
 	struct stat st;
 
-	if (u->nsentinels > 0) {
+	if (u->kind == URL_SENTINEL) {
 		snprintf(err, errlen, "%s:%d, which the sentinels name primary %s: "
 		    "%s", at->host, at->port, u->master, why);
 		return;
@@ -149,7 +149,7 @@ check_primary(redisContext *c, const struct redis_url *u,
 	redisReply *r;
 	int rc;
 
-	if (u->nsentinels == 0)
+	if (u->kind != URL_SENTINEL)
 		return 0;
 	if (!(r = redisCommand(c, "ROLE"))) {
 		snprintf(err, errlen, "%s", c->errstr);
@@ -237,7 +237,7 @@ redis_command_ok(redisContext *c, const struct redis_url *u, int argc,
 	if (r->type == REDIS_REPLY_ERROR)
 		die(EX_UNAVAILABLE, "redis at %s refused %s: %s%s",
 		    url_display(u, shown, sizeof shown), argv[0], r->str,
-		    u->nsentinels > 0 && sentinel_lost_role(r->str) ?
+		    u->kind == URL_SENTINEL && sentinel_lost_role(r->str) ?
 		    " (the server stopped being the "
 		    "primary: a failover; nothing was done, run again)" : "");
 	return r;

@@ -86,15 +86,15 @@ sentinel_primary(const struct redis_url *u, struct url_addr *a, char *err,
 	char place[URL_SOURCE_MAX + 64];
 	size_t off = 0;
 
-	if (u->nsentinels == 0) {
+	if (u->kind != URL_SENTINEL) {
 		memcpy(a->host, u->host, sizeof a->host);
 		a->port = u->port;
 		return 0;
 	}
 	off = (size_t)snprintf(err, errlen, "no sentinel named the primary %s (",
 	    u->master);
-	for (int i = 0; i < u->nsentinels; i++) {
-		const struct url_addr *s = &u->sentinels[i];
+	for (int i = 0; i < u->nnodes; i++) {
+		const struct url_addr *s = &u->nodes[i];
 		char why[256];
 		if (ask_sentinel(s, u->master, a, why, sizeof why) == 0)
 			return 0;

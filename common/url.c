@@ -222,10 +222,11 @@ parse_tcp(const char *rest, struct redis_url *u, char *err, size_t errlen)
 	return 0;
 }
 
-/* "host[:port],host[:port]...": the sentinels, port 26379 by default. */
+/* "host[:port],host[:port]...": sentinels or cluster nodes, port
+ * default_port when none is given. */
 static int
-parse_sentinels(const char *s, size_t n, struct redis_url *u, char *err,
-    size_t errlen)
+parse_nodes(const char *s, size_t n, int default_port, struct redis_url *u,
+    char *err, size_t errlen)
 {
 	const char *end = s + n;
 
@@ -234,10 +235,11 @@ parse_sentinels(const char *s, size_t n, struct redis_url *u, char *err,
 		size_t len = comma ? (size_t)(comma - s) : (size_t)(end - s);
 		struct url_addr *a;
 
-		if (u->nsentinels == URL_SENTINELS_MAX)
-			return fail(err, errlen, "more than 8 sentinels");
-		a = &u->sentinels[u->nsentinels++];
-		a->port = SENTINEL_DEFAULT_PORT;
+		if (u->nnodes == URL_NODES_MAX)
+			return fail(err, errlen, u->kind == URL_SENTINEL ?
+			    "more than 8 sentinels" : "more than 8 cluster nodes");
+		a = &u->nodes[u->nnodes++];
+		a->port = default_port;
 		if (parse_hostport(s, len, a, err, errlen) < 0)
 			return -1;
 		s += len + (comma != NULL);
@@ -284,7 +286,9 @@ parse_sentinel_url(const char *rest, struct redis_url *u, char *err,
 	if (!slash)
 		return fail(err, errlen, "missing the primary's name: "
 		    "redis+sentinel://host:port,.../name");
-	if (parse_sentinels(hp, (size_t)(slash - hp), u, err, errlen) < 0)
+	u->kind = URL_SENTINEL;
+	if (parse_nodes(hp, (size_t)(slash - hp), SENTINEL_DEFAULT_PORT, u, err,
+	    errlen) < 0)
 		return -1;
 	name = slash + 1;
 	db = strchr(name, '/');
@@ -294,6 +298,29 @@ parse_sentinel_url(const char *rest, struct redis_url *u, char *err,
 	if (db)
 		return parse_db(db + 1, strlen(db + 1), u, err, errlen);
 	return 0;
+}
+
+/* After "redis+cluster://": [userinfo@]nodes[/]. A cluster has only
+ * database 0; the user and password are the nodes'. */
+static int
+parse_cluster_url(const char *rest, struct redis_url *u, char *err,
+    size_t errlen)
+{
+	int rc;
+	const char *hp = take_userinfo(rest, u, &rc, err, errlen);
+	size_t n = strlen(hp);
+
+	if (rc < 0)
+		return -1;
+	if (n > 0 && hp[n - 1] == '/')
+		n--;
+	if (memchr(hp, '/', n))
+		return fail(err, errlen, "a cluster has no database but 0: "
+		    "redis+cluster://host:port,host:port");
+	if (n == 0)
+		return fail(err, errlen, "missing host");
+	u->kind = URL_CLUSTER;
+	return parse_nodes(hp, n, 6379, u, err, errlen);
 }
 
 int
@@ -312,12 +339,14 @@ url_parse(const char *text, struct redis_url *u, char *err, size_t errlen)
 		return parse_unix(text + 7, u, err, errlen);
 	if (strncmp(text, "redis+sentinel://", 17) == 0)
 		return parse_sentinel_url(text + 17, u, err, errlen);
+	if (strncmp(text, "redis+cluster://", 16) == 0)
+		return parse_cluster_url(text + 16, u, err, errlen);
 	if (strncmp(text, "rediss://", 9) == 0)
 		return fail(err, errlen, "rediss:// (TLS) is not supported: "
 		    "the hiredis this was built with has no TLS; run stunnel "
 		    "as a TLS client and give its unix:// socket (see aq(7) TLS)");
-	return fail(err, errlen, "URL must start with redis://, unix:// or "
-	    "redis+sentinel://");
+	return fail(err, errlen, "URL must start with redis://, unix://, "
+	    "redis+sentinel:// or redis+cluster://");
 }
 
 /* host:port, with brackets around an IPv6 literal. */
@@ -329,20 +358,22 @@ display_addr(const char *host, int port, char *buf, size_t len)
 	snprintf(buf, len, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
 }
 
+/* redis+sentinel://AUTH@nodes/master/db, or redis+cluster://AUTH@nodes */
 static void
-display_sentinel_url(const struct redis_url *u, const char *auth,
+display_nodes_url(const struct redis_url *u, const char *auth,
     const char *db, char *buf, size_t len)
 {
-	size_t off = (size_t)snprintf(buf, len, "redis+sentinel://%s", auth);
+	size_t off = (size_t)snprintf(buf, len, "redis+%s://%s",
+	    u->kind == URL_SENTINEL ? "sentinel" : "cluster", auth);
 
-	for (int i = 0; i < u->nsentinels && off + 1 < len; i++) {
+	for (int i = 0; i < u->nnodes && off + 1 < len; i++) {
 		if (i > 0)
 			buf[off++] = ',';
-		display_addr(u->sentinels[i].host, u->sentinels[i].port,
+		display_addr(u->nodes[i].host, u->nodes[i].port,
 		    buf + off, len - off);
 		off += strlen(buf + off);
 	}
-	if (off < len)
+	if (off < len && u->kind == URL_SENTINEL)
 		snprintf(buf + off, len - off, "/%s%s", u->master, db);
 }
 
@@ -355,10 +386,10 @@ url_display(const struct redis_url *u, char *buf, size_t len)
 	if (u->user[0] || u->password[0])
 		snprintf(auth, sizeof auth, "%s%s@", u->user,
 		    u->password[0] ? ":***" : "");
-	if (u->nsentinels > 0) {
+	if (u->kind != URL_SERVER) {
 		if (u->db)
 			snprintf(db, sizeof db, "/%d", u->db);
-		display_sentinel_url(u, auth, db, buf, len);
+		display_nodes_url(u, auth, db, buf, len);
 	} else if (u->is_unix) {
 		if (u->db)
 			snprintf(db, sizeof db, "?db=%d", u->db);

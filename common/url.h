@@ -1,6 +1,7 @@
 /* url.h: the Redis URL parser: redis://[[user]:password@]host[:port][/db],
  * unix://[[user]:password@]/path[?db=N] and
- * redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/name[/db];
+ * redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/name[/db]
+ * and redis+cluster://[[user]:password@]host[:port][,host[:port]...];
  * passwords never leave it unmasked. */
 #ifndef AQ_URL_H
 #define AQ_URL_H
@@ -11,7 +12,7 @@
 #define URL_PATH_MAX 108 /* sizeof(sun_path) */
 #define URL_SECRET_MAX 512
 #define URL_SOURCE_MAX 256
-#define URL_SENTINELS_MAX 8
+#define URL_NODES_MAX 8           /* sentinels, or a cluster's seed nodes */
 #define URL_MASTER_MAX 128
 #define SENTINEL_DEFAULT_PORT 26379
 
@@ -30,14 +31,22 @@ struct url_addr {
 	int port;                     /* 1..65535 */
 };
 
+enum url_kind {
+	URL_SERVER,                   /* redis:// or unix://: one server */
+	URL_SENTINEL,                 /* redis+sentinel://: the primary they name */
+	URL_CLUSTER                   /* redis+cluster://: the node of a key's slot */
+};
+
 struct redis_url {
+	enum url_kind kind;
 	int is_unix;                  /* 1: path is set; 0: host and port */
 	char host[URL_HOST_MAX];      /* without the brackets of an IPv6 literal */
 	int port;                     /* 1..65535, default 6379 */
-	/* redis+sentinel://: host and port are not given but asked of these
-	 * sentinels, which know the primary named master (see sentinel.h) */
-	int nsentinels;               /* 0: not a sentinel URL */
-	struct url_addr sentinels[URL_SENTINELS_MAX];
+	/* URL_SENTINEL: host and port are not given but asked of these
+	 * sentinels, which know the primary named master (see sentinel.h);
+	 * URL_CLUSTER: the nodes asked for the slot map (see cluster.h) */
+	int nnodes;
+	struct url_addr nodes[URL_NODES_MAX];
 	char master[URL_MASTER_MAX];
 	char path[URL_PATH_MAX];      /* unix socket path */
 	char user[URL_SECRET_MAX];    /* ACL user; empty: the default user */

@@ -204,7 +204,7 @@ worker_maybe_finish(struct worker *w)
 	aredis_stop(&w->cmd);
 	aredis_stop(&w->block);
 	aredis_stop(&w->sub);
-	if (w->o->cfg->redis.nsentinels > 0)
+	if (w->o->cfg->redis.kind == URL_SENTINEL)
 		aredis_stop(&w->watch);
 	uv_close((uv_handle_t *)&w->renew, NULL);
 	uv_close((uv_handle_t *)&w->grace, NULL);
@@ -304,7 +304,7 @@ worker_run(const struct worker_options *o)
 	aredis_start(&w.cmd);
 	aredis_start(&w.block);
 	aredis_start(&w.sub);
-	if (o->cfg->redis.nsentinels > 0) {
+	if (o->cfg->redis.kind == URL_SENTINEL) {
 		aredis_init(&w.watch, &loop, &o->cfg->redis, "sentinel watch", NULL,
 		    on_watch_state, &w);
 		aredis_to_sentinels(&w.watch);

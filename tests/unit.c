@@ -23,6 +23,7 @@
 #include "log.h"
 #include "mem.h"
 #include "redis.h"
+#include "cluster.h"
 #include "url.h"
 
 /* ---- the harness: TAP lines, plan at the end ---- */
@@ -310,6 +311,10 @@ static const struct bad_url bad_urls[] = {
 	{"redis+sentinel://s1/m!x", "a bad name", "invalid character"},
 	{"redis+sentinel://s1:0/m", "sentinel port 0", "port"},
 	{"redis+sentinel://s1/m/x", "sentinel db x", "database"},
+	{"redis+cluster://", "a cluster without nodes", "missing host"},
+	{"redis+cluster://n1/1", "a cluster db", "no database but 0"},
+	{"redis+cluster://n1,/", "a trailing comma", "missing host"},
+	{"redis+cluster://a,b,c,d,e,f,g,h,i", "9 nodes", "more than 8 cluster nodes"},
 };
 
 static void
@@ -319,22 +324,62 @@ test_url_sentinel(void)
 
 	if (!url_ok("redis+sentinel://alice:s3cret@s1:26380,[::1],s3.example/my-primary_1/2", &u))
 		return;
-	check(u.nsentinels == 3 && !u.is_unix, "redis+sentinel://: 3 sentinels, TCP");
-	check(strcmp(u.sentinels[0].host, "s1") == 0 && u.sentinels[0].port == 26380,
+	check(u.kind == URL_SENTINEL && u.nnodes == 3 && !u.is_unix, "redis+sentinel://: 3 sentinels, TCP");
+	check(strcmp(u.nodes[0].host, "s1") == 0 && u.nodes[0].port == 26380,
 	    "redis+sentinel://: the first sentinel with its port");
-	check(strcmp(u.sentinels[1].host, "::1") == 0 && u.sentinels[1].port == 26379,
+	check(strcmp(u.nodes[1].host, "::1") == 0 && u.nodes[1].port == 26379,
 	    "redis+sentinel://: an IPv6 sentinel, port 26379 by default");
-	check(strcmp(u.sentinels[2].host, "s3.example") == 0 &&
-	    u.sentinels[2].port == 26379, "redis+sentinel://: the third sentinel");
+	check(strcmp(u.nodes[2].host, "s3.example") == 0 &&
+	    u.nodes[2].port == 26379, "redis+sentinel://: the third sentinel");
 	check_str(u.master, "my-primary_1", "redis+sentinel://: the primary's name");
 	check(u.db == 2 && strcmp(u.user, "alice") == 0 &&
 	    strcmp(u.password, "s3cret") == 0,
 	    "redis+sentinel://: the primary's db, user and password");
 	if (url_ok("redis+sentinel://s1/m", &u))
-		check(u.nsentinels == 1 && u.db == 0 && !u.password[0],
+		check(u.nnodes == 1 && u.db == 0 && !u.password[0],
 		    "redis+sentinel://host/name: one sentinel, db 0, no password");
 	if (url_ok("redis://cache", &u))
-		check(u.nsentinels == 0, "redis://: no sentinels");
+		check(u.kind == URL_SERVER && u.nnodes == 0, "redis://: one server, no nodes");
+}
+
+static void
+test_url_cluster(void)
+{
+	struct redis_url u;
+
+	if (url_ok("redis+cluster://:s3cret@n1:7000,[::1],n3.example:7002/", &u)) {
+		check(u.kind == URL_CLUSTER && u.nnodes == 3 && !u.is_unix,
+		    "redis+cluster://: 3 nodes, TCP");
+		check(strcmp(u.nodes[0].host, "n1") == 0 && u.nodes[0].port == 7000 &&
+		    strcmp(u.nodes[1].host, "::1") == 0 && u.nodes[1].port == 6379 &&
+		    strcmp(u.nodes[2].host, "n3.example") == 0 && u.nodes[2].port == 7002,
+		    "redis+cluster://: the nodes, port 6379 by default");
+		check_str(u.password, "s3cret", "redis+cluster://: the nodes' password");
+	}
+	if (url_ok("redis+cluster://n1", &u))
+		check(u.kind == URL_CLUSTER && u.nnodes == 1 && u.db == 0,
+		    "redis+cluster://host: one node, db 0");
+}
+
+/* ---- cluster.h ---- */
+
+static void
+test_cluster_key_slot(void)
+{
+	static const struct { const char *key; unsigned slot; } cases[] = {
+		/* as CLUSTER KEYSLOT of redis-server 7.0.15 gave them */
+		{"foo", 12182}, {"bar", 5061}, {"somekey", 11058},
+		{"{user1000}.following", 3443}, {"foo{}{bar}", 8363},
+		{"foo{{bar}}zap", 4015}, {"foo{bar}{zap}", 5061},
+		{"aq:{default}:wait", 5718}, {"aq:queues", 7347}, {"", 0},
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		check(cluster_key_slot(cases[i].key, strlen(cases[i].key)) ==
+		    cases[i].slot, "cluster_key_slot of '%s' is %u, as Redis says",
+		    cases[i].key, cases[i].slot);
+	check(cluster_key_slot("aq:{q}:job:1", 12) == cluster_key_slot("aq:{q}:wait", 11),
+	    "cluster_key_slot: every key of a queue is in one slot");
 }
 
 static void
@@ -395,6 +440,8 @@ test_url_display(void)
 	display_is("redis+sentinel://alice:s3cret@s1:26380,[::1]/m/2",
 	    "redis+sentinel://alice:***@s1:26380,[::1]:26379/m/2");
 	display_is("redis+sentinel://s1/m", "redis+sentinel://s1:26379/m");
+	display_is("redis+cluster://alice:s3cret@n1,n2:7001/",
+	    "redis+cluster://alice:***@n1:6379,n2:7001");
 }
 
 static void
@@ -421,7 +468,8 @@ static void
 test_url_display_truncates(void)
 {
 	const char *texts[] = {"redis://a-long-host-name:6380/4",
-	    "redis+sentinel://a-long-host:1,b-long-host:2,c:3/name/4"};
+	    "redis+sentinel://a-long-host:1,b-long-host:2,c:3/name/4",
+	    "redis+cluster://a-long-host:1,b-long-host:2,c-long-host:3"};
 
 	for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
 		struct redis_url u;
@@ -2100,6 +2148,8 @@ main(void)
 	test_url_unix();
 	test_url_unix_path_limit();
 	test_url_sentinel();
+	test_url_cluster();
+	test_cluster_key_slot();
 	test_url_rejections();
 	test_url_errors_hide_password();
 	test_url_display();

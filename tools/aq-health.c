@@ -511,7 +511,7 @@ print_json(struct health *h)
 		jb_raw(b, ms, strlen(ms));
 		jb_kstr(b, "version", h->version);
 		jb_kint(b, "used_memory", h->used_memory);
-		if (h->cfg.redis.nsentinels > 0) { /* the server they named */
+		if (h->cfg.redis.kind == URL_SENTINEL) { /* the server they named */
 			snprintf(shown, sizeof shown, "%s:%d", h->redis->tcp.host,
 			    h->redis->tcp.port);
 			jb_kstr(b, "primary", shown);

@@ -351,7 +351,7 @@ sweep_pass(struct sweeper *s)
 	char err[REDIS_ERR_MAX], shown[1024];
 	int code, rc = 0;
 
-	if (s->redis && s->cfg.redis.nsentinels > 0) {
+	if (s->redis && s->cfg.redis.kind == URL_SENTINEL) {
 		/* each pass asks the sentinels: after a failover, the old
 		 * primary takes writes until it is made a replica, and loses
 		 * them then */
