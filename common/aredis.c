@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "redis.h"
+#include "route.h"
 #include "sentinel.h"
 
 static void connect_now(struct aredis *r);
@@ -261,22 +262,24 @@ connect_to(struct aredis *r)
 	redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
 }
 
-/* On libuv's thread pool: a sentinel that does not answer costs up to
- * SENTINEL_TIMEOUT_MS twice, which the loop (leases, handlers) must not
- * wait for. Only r->named, r->ask_rc and r->ask_err are written. */
+/* On libuv's thread pool: the sentinels, or the cluster's nodes, are
+ * asked where to go; one that does not answer costs time the loop
+ * (leases, handlers) must not wait for. Only r->named, r->ask_rc and
+ * r->ask_err are written. */
 static void
-ask_sentinels(uv_work_t *req)
+ask_route(uv_work_t *req)
 {
 	struct aredis *r = req->data;
 
-	r->ask_rc = sentinel_primary(r->url, &r->named, r->ask_err,
+	r->ask_rc = route_server(r->url, r->route, &r->named, r->ask_err,
 	    sizeof r->ask_err);
 }
 
-/* The sentinels answered: connect to the primary they named (a new one is
- * said), or to the one a +switch-master announced meanwhile. */
+/* The sentinels (or nodes) answered: connect to the server they named (a
+ * new one is said), or to the primary a +switch-master announced
+ * meanwhile. */
 static void
-on_sentinels_answer(uv_work_t *req, int status)
+on_route_answer(uv_work_t *req, int status)
 {
 	struct aredis *r = req->data;
 	struct url_addr was = r->at;
@@ -295,9 +298,10 @@ on_sentinels_answer(uv_work_t *req, int status)
 	r->hint.port = 0;
 	if (was.port != 0 && (strcmp(was.host, r->at.host) != 0 ||
 	    was.port != r->at.port))
-		warnmsg("the sentinels name %s:%d primary %s now (was %s:%d); the "
-		    "%s connection follows it", r->at.host, r->at.port,
-		    r->url->master, was.host, was.port, r->name);
+		warnmsg("the %s %s:%d now (was %s:%d); the %s connection follows "
+		    "it", r->url->kind == URL_SENTINEL ? "sentinels name primary "
+		    "of" : "cluster serves the queue from", r->at.host,
+		    r->at.port, was.host, was.port, r->name);
 	connect_to(r);
 }
 
@@ -316,20 +320,25 @@ connect_now(struct aredis *r)
 	} else if (r->hint.port != 0) {
 		r->at = r->hint;
 		r->hint.port = 0;
-	} else if (u->kind == URL_SENTINEL) {
+	} else if (u->kind != URL_SERVER) {
 		r->asking = 1;
 		r->ask.data = r;
-		if (uv_queue_work(r->loop, &r->ask, ask_sentinels,
-		    on_sentinels_answer) == 0)
+		if (uv_queue_work(r->loop, &r->ask, ask_route, on_route_answer) == 0)
 			return;
 		r->asking = 0;
-		schedule_retry(r, "cannot queue the question to the sentinels");
+		schedule_retry(r, "cannot queue the question of where to connect");
 		return;
 	} else {
 		memcpy(r->at.host, u->host, sizeof r->at.host);
 		r->at.port = u->port;
 	}
 	connect_to(r);
+}
+
+void
+aredis_route(struct aredis *r, const char *key)
+{
+	r->route = key;
 }
 
 void
@@ -401,11 +410,15 @@ aredis_usable(struct aredis *r, const redisReply *reply, const char *what)
 		return 0;
 	if (reply->type != REDIS_REPLY_ERROR)
 		return 1;
-	if (r->url->kind == URL_SENTINEL && sentinel_lost_role(reply->str)) {
-		/* a failover demoted the server: the sentinels name the new one */
+	if ((r->url->kind == URL_SENTINEL && sentinel_lost_role(reply->str)) ||
+	    (r->url->kind == URL_CLUSTER && route_redirected(reply->str))) {
+		/* a failover demoted the server, or the cluster moved the slot:
+		 * the sentinels, or the slot map, name the new one */
 		if (r->ac && r->failures++ == 0)
-			warnmsg("redis refused %s: %s; the server is no longer the "
-			    "primary, reconnecting", what, reply->str);
+			warnmsg("redis refused %s: %s; %s, reconnecting", what,
+			    reply->str, r->url->kind == URL_SENTINEL ? "the server "
+			    "is no longer the primary" : "the cluster serves the "
+			    "queue elsewhere now, or is moving it");
 		if (r->ac)
 			redisAsyncDisconnect(r->ac);
 		return 0;

@@ -35,6 +35,7 @@ struct aredis {
 	int refused;                  /* handshakes refused in a row */
 	int handshake_left;           /* replies awaited before ready */
 	int to_sentinels;             /* aredis_to_sentinels: connect to them */
+	const char *route;            /* aredis_route: the key served */
 	struct url_addr hint;         /* aredis_follow: the next server to try */
 	uv_work_t ask;                /* the sentinels, asked off the loop */
 	int asking;
@@ -48,6 +49,11 @@ struct aredis {
 /* aredis_init: set r up; nothing connects before aredis_start. */
 void aredis_init(struct aredis *r, uv_loop_t *loop, const struct redis_url *u,
     const char *name, struct script **scripts, aredis_state_fn *fn, void *ctx);
+
+/* aredis_route: make r (initialised, not started) serve key (a key of its
+ * queue): with a cluster URL, it connects to the node serving key's slot,
+ * and again after a redirection (MOVED, ASK ...). key must outlive r. */
+void aredis_route(struct aredis *r, const char *key);
 
 /* aredis_to_sentinels: make r (initialised, not started) a connection to
  * the sentinels of its URL, not to the primary: each connect tries the

@@ -8,6 +8,7 @@
 
 #include "mem.h"
 #include "redis.h"
+#include "route.h"
 
 /* CRC16/XMODEM: polynomial 0x1021, initial value 0, as in Redis. */
 static unsigned
@@ -89,11 +90,12 @@ take_map(const redisReply *reply, const struct url_addr *asked,
 	return 0;
 }
 
-/* Ask the node a of u for the map: 0, or -1 with why. */
+/* Ask the node a of u for the map (ctx): 0, or -1 with why. */
 static int
-ask_node(const struct redis_url *u, const struct url_addr *a,
-    struct cluster_map *m, char *why, size_t whylen)
+ask_node(const struct redis_url *u, const struct url_addr *a, void *ctx,
+    char *why, size_t whylen)
 {
+	struct cluster_map *m = ctx;
 	struct redis_url node = *u;
 	redisContext *c;
 	redisReply *r;
@@ -125,17 +127,13 @@ int
 cluster_map_read(const struct redis_url *u, struct cluster_map *m, char *err,
     size_t errlen)
 {
-	size_t off = (size_t)snprintf(err, errlen, "no node gave the slot map (");
+	size_t off;
 
 	memset(m, 0, sizeof *m);
-	for (int i = 0; i < u->nnodes; i++) {
-		char why[REDIS_ERR_MAX];
-		if (ask_node(u, &u->nodes[i], m, why, sizeof why) == 0)
-			return 0;
-		if (off < errlen)
-			off += (size_t)snprintf(err + off, errlen - off, "%s%s:%d: %s",
-			    i ? "; " : "", u->nodes[i].host, u->nodes[i].port, why);
-	}
+	snprintf(err, errlen, "no node gave the slot map (");
+	if (route_ask_nodes(u, ask_node, m, err, errlen) == 0)
+		return 0;
+	off = strlen(err);
 	if (off < errlen)
 		snprintf(err + off, errlen - off, ")");
 	return -1;

@@ -118,14 +118,15 @@ parse_url_or_die(struct config *c, const char *text, enum url_source source,
 	if (rc < 0)
 		die(EX_USAGE, "invalid Redis URL (from %s): %s; want "
 		    "redis://[[user]:password@]host[:port][/db], "
-		    "unix://[[user]:password@]/path[?db=N] or "
+		    "unix://[[user]:password@]/path[?db=N], "
 		    "redis+sentinel://[[user]:password@]host[:port][,host[:port]...]"
-		    "/name[/db] (aq(7) CONFIGURATION)",
+		    "/name[/db] or redis+cluster://[[user]:password@]host[:port]"
+		    "[,host[:port]...] (aq(7) CONFIGURATION)",
 		    url_source_name(&c->redis, from, sizeof from), err);
-	if (c->redis.kind == URL_CLUSTER) /* cluster.h has the slot map; the
-					   * tools do not route by it yet */
-		die(EX_USAGE, "redis+cluster:// (from %s) is not supported yet: "
-		    "give one node, or the sentinels of a primary; see aq(7) SCALING",
+	if (c->redis.kind == URL_CLUSTER && !c->cluster_ok)
+		die(EX_USAGE, "redis+cluster:// (from %s): this tool does not "
+		    "route by the slot map yet: give one node, or the sentinels of a "
+		    "primary; see aq(7) SCALING",
 		    url_source_name(&c->redis, from, sizeof from));
 }
 

@@ -11,6 +11,7 @@
 #include <sys/time.h>
 
 #include "log.h"
+#include "route.h"
 #include "sentinel.h"
 
 static struct timeval
@@ -163,6 +164,13 @@ check_primary(redisContext *c, const struct redis_url *u,
 redisContext *
 redis_try_connect(const struct redis_url *u, char *err, size_t errlen, int *code)
 {
+	return redis_try_connect_for(u, NULL, err, errlen, code);
+}
+
+redisContext *
+redis_try_connect_for(const struct redis_url *u, const char *key, char *err,
+    size_t errlen, int *code)
+{
 	struct url_addr at;
 	redisContext *c;
 
@@ -170,7 +178,7 @@ redis_try_connect(const struct redis_url *u, char *err, size_t errlen, int *code
 	 * signal to die of (standard output's EPIPE: see die_output) */
 	signal(SIGPIPE, SIG_IGN);
 	*code = EX_UNAVAILABLE;
-	if (sentinel_primary(u, &at, err, errlen) < 0)
+	if (route_server(u, key, &at, err, errlen) < 0)
 		return NULL;
 	if (u->is_unix)
 		c = redisConnectUnixWithTimeout(u->path, tv_ms(REDIS_CONNECT_TIMEOUT_MS));
@@ -205,9 +213,15 @@ redis_retry_next(int backoff_ms)
 redisContext *
 redis_connect(const struct redis_url *u)
 {
+	return redis_connect_for(u, NULL);
+}
+
+redisContext *
+redis_connect_for(const struct redis_url *u, const char *key)
+{
 	char err[REDIS_ERR_MAX], shown[1024];
 	int code;
-	redisContext *c = redis_try_connect(u, err, sizeof err, &code);
+	redisContext *c = redis_try_connect_for(u, key, err, sizeof err, &code);
 
 	if (!c)
 		die(code, "cannot connect to redis at %s: %s",
@@ -239,7 +253,10 @@ redis_command_ok(redisContext *c, const struct redis_url *u, int argc,
 		    url_display(u, shown, sizeof shown), argv[0], r->str,
 		    u->kind == URL_SENTINEL && sentinel_lost_role(r->str) ?
 		    " (the server stopped being the "
-		    "primary: a failover; nothing was done, run again)" : "");
+		    "primary: a failover; nothing was done, run again)" :
+		    u->kind == URL_CLUSTER && route_redirected(r->str) ?
+		    " (the cluster serves the slot elsewhere now, or is moving "
+		    "it; nothing was done, run again)" : "");
 	return r;
 }
 

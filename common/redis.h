@@ -30,6 +30,13 @@ int redis_retry_next(int backoff_ms);
 redisContext *redis_try_connect(const struct redis_url *u, char *err,
     size_t errlen, int *code);
 
+/* redis_try_connect_for, redis_connect_for: the same, for a connection
+ * that serves key (a key of the queue, or PREFIX:queues): with a cluster
+ * URL, to the node serving its slot. */
+redisContext *redis_try_connect_for(const struct redis_url *u, const char *key,
+    char *err, size_t errlen, int *code);
+redisContext *redis_connect_for(const struct redis_url *u, const char *key);
+
 /* redis_connect: redis_try_connect, or exit with its code and the message
  * "cannot connect to redis at URL: reason; what to do". */
 redisContext *redis_connect(const struct redis_url *u);

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "route.h"
+
 static struct timeval
 sentinel_timeout(void)
 {
@@ -40,11 +42,14 @@ take_address(const redisReply *r, struct url_addr *a)
 	return 0;
 }
 
-/* Ask the sentinel s where master is: 0 with *a, or -1 with why. */
+/* Ask the sentinel s of u where its primary is: 0 with *a (ctx), or -1
+ * with why. */
 static int
-ask_sentinel(const struct url_addr *s, const char *master, struct url_addr *a,
+ask_sentinel(const struct redis_url *u, const struct url_addr *s, void *ctx,
     char *why, size_t whylen)
 {
+	const char *master = u->master;
+	struct url_addr *a = ctx;
 	redisContext *c = redisConnectWithTimeout(s->host, s->port,
 	    sentinel_timeout());
 	redisReply *r;
@@ -84,24 +89,12 @@ sentinel_primary(const struct redis_url *u, struct url_addr *a, char *err,
     size_t errlen)
 {
 	char place[URL_SOURCE_MAX + 64];
-	size_t off = 0;
+	size_t off;
 
-	if (u->kind != URL_SENTINEL) {
-		memcpy(a->host, u->host, sizeof a->host);
-		a->port = u->port;
+	snprintf(err, errlen, "no sentinel named the primary %s (", u->master);
+	if (route_ask_nodes(u, ask_sentinel, a, err, errlen) == 0)
 		return 0;
-	}
-	off = (size_t)snprintf(err, errlen, "no sentinel named the primary %s (",
-	    u->master);
-	for (int i = 0; i < u->nnodes; i++) {
-		const struct url_addr *s = &u->nodes[i];
-		char why[256];
-		if (ask_sentinel(s, u->master, a, why, sizeof why) == 0)
-			return 0;
-		if (off < errlen)
-			off += (size_t)snprintf(err + off, errlen - off, "%s%s:%d: %s",
-			    i ? "; " : "", s->host, s->port, why);
-	}
+	off = strlen(err);
 	if (off < errlen)
 		snprintf(err + off, errlen - off, "); are they running, and is the "
 		    "name the one of their 'sentinel monitor'? the URL is in %s",

@@ -11,12 +11,12 @@
 /* A sentinel that does not answer within this is passed over for the next. */
 #define SENTINEL_TIMEOUT_MS 500
 
-/* sentinel_primary: the address to connect to for u in *a: u's own host
- * and port, or for a sentinel URL the primary the first sentinel that
- * knows it names (SENTINEL get-master-addr-by-name). 0, or -1 with what
- * each sentinel answered in err. Blocks up to SENTINEL_TIMEOUT_MS twice
- * per sentinel that does not answer (aredis calls it off its loop, on
- * libuv's thread pool: it touches nothing but u, a and err). */
+/* sentinel_primary: in *a, the primary named by the first sentinel of u
+ * (a sentinel URL) that knows it (SENTINEL get-master-addr-by-name). 0,
+ * or -1 with what each sentinel answered in err. Blocks up to
+ * SENTINEL_TIMEOUT_MS twice per sentinel that does not answer (aredis
+ * calls it off its loop, on libuv's thread pool: it touches nothing but
+ * u, a and err). */
 int sentinel_primary(const struct redis_url *u, struct url_addr *a, char *err,
     size_t errlen);
 

@@ -172,7 +172,8 @@ reconnect(struct waiter *w, long long deadline, const char *why)
 	redisFree(*w->cp);
 	*w->cp = NULL;
 	for (;;) {
-		if ((c = redis_try_connect(w->url, err, sizeof err, &code)))
+		if ((c = redis_try_connect_for(w->url, w->keys->base, err, sizeof err,
+		    &code)))
 			break;
 		if (code == EX_NOPERM)
 			die(code, "cannot connect to redis at %s: %s", shown, err);

@@ -233,7 +233,8 @@ unregister(struct worker *w)
 {
 	char err[256], whash[KEY_MAX + 300];
 	int code;
-	redisContext *c = redis_try_connect(&w->o->cfg->redis, err, sizeof err, &code);
+	redisContext *c = redis_try_connect_for(&w->o->cfg->redis, w->keys.base,
+	    err, sizeof err, &code);
 
 	if (!c)
 		return;
@@ -301,6 +302,9 @@ worker_run(const struct worker_options *o)
 	aredis_init(&w.block, &loop, &o->cfg->redis, "wait", NULL, on_block_state, &w);
 	aredis_init(&w.sub, &loop, &o->cfg->redis, "cancel notice", NULL,
 	    on_sub_state, &w);
+	aredis_route(&w.cmd, w.keys.base);
+	aredis_route(&w.block, w.keys.base);
+	aredis_route(&w.sub, w.keys.base);
 	aredis_start(&w.cmd);
 	aredis_start(&w.block);
 	aredis_start(&w.sub);

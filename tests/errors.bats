@@ -110,8 +110,8 @@ status_down() { [ "$1" = aq-health ] && echo 2 || echo "$2"; }
 	echo 'unix://:hunter2@relative/path' >bad-url
 	for tool in "${TOOLS[@]}"; do
 		try "$tool" -u 'http://localhost'
-		expect "$tool" 64 "$tool: invalid Redis URL (from --redis-url): URL must start with redis://, unix:// or redis+sentinel://" \
-		    "want redis://[[user]:password@]host[:port][/db], unix://[[user]:password@]/path[?db=N] or redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/name[/db] (aq(7) CONFIGURATION)"
+		expect "$tool" 64 "$tool: invalid Redis URL (from --redis-url): URL must start with redis://, unix://, redis+sentinel:// or redis+cluster://" \
+		    "want redis://[[user]:password@]host[:port][/db], unix://[[user]:password@]/path[?db=N], redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/name[/db] or redis+cluster://[[user]:password@]host[:port][,host[:port]...] (aq(7) CONFIGURATION)"
 		AQ_REDIS_URL='redis://:hunter2@h:99999' try "$tool"
 		expect "$tool" 64 "invalid Redis URL (from AQ_REDIS_URL): "
 		expect_not "$tool" hunter2

@@ -151,6 +151,29 @@ kill_started() {
 	done
 }
 
+# chaos_env: the files of the chaos handler (tests/handlers/chaos) in the
+# test's temp dir: LOCKS, OVERLAPS and CHAOS_LOG, exported and empty.
+chaos_env() {
+	export LOCKS=$BATS_TEST_TMPDIR/locks OVERLAPS=$BATS_TEST_TMPDIR/overlaps
+	export CHAOS_LOG=$BATS_TEST_TMPDIR/chaos.log
+	mkdir -p "$LOCKS"
+	: >"$OVERLAPS"
+	: >"$CHAOS_LOG"
+}
+
+# stop_pidfiles PIDFILE...: SIGTERM each server of a pid file (daemonized
+# redis-servers of a file's setup), then wait, bounded, until all are gone.
+stop_pidfiles() {
+	local f
+	for f in "$@"; do
+		[ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null
+	done
+	for f in "$@"; do
+		[ -f "$f" ] && wait_for 100 eval "! kill -0 $(cat "$f") 2>/dev/null"
+	done
+	return 0
+}
+
 # redis_plain_again: after a test that stopped Redis, or ran it with an
 # append-only file, the plain server again for the tests after it.
 redis_plain_again() {

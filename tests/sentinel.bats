@@ -101,13 +101,7 @@ setup_file() {
 }
 
 teardown_file() {
-	local f
-	for f in "$SEN_DIR"/*.pid; do
-		kill "$(cat "$f")" 2>/dev/null || true
-	done
-	for f in "$SEN_DIR"/*.pid; do
-		wait_for 100 eval "! kill -0 $(cat "$f") 2>/dev/null" || true
-	done
+	stop_pidfiles "$SEN_DIR"/*.pid
 	rm -rf "$SEN_DIR"
 }
 
@@ -117,11 +111,7 @@ setup() {
 	AQ_REDIS_URL="redis+sentinel://127.0.0.1:$(cat "$SEN_DIR/s1.port"),127.0.0.1:$(cat "$SEN_DIR/s2.port"),127.0.0.1:$(cat "$SEN_DIR/s3.port")/aqm"
 	export AQ_REDIS_URL
 	redis-cli -p "$(primary_port)" flushall >/dev/null
-	export LOCKS=$BATS_TEST_TMPDIR/locks OVERLAPS=$BATS_TEST_TMPDIR/overlaps
-	export CHAOS_LOG=$BATS_TEST_TMPDIR/chaos.log
-	mkdir -p "$LOCKS"
-	: >"$OVERLAPS"
-	: >"$CHAOS_LOG"
+	chaos_env
 }
 
 teardown() {

@@ -775,9 +775,14 @@ static void
 connect_and_prepare(struct enqueuer *e)
 {
 	const char *sadd[] = {"SADD", e->keys.queues, e->cfg.queue};
+	redisContext *registry;
 
-	e->redis = redis_connect(&e->cfg.redis);
-	freeReplyObject(redis_command_ok(e->redis, &e->cfg.redis, 3, sadd));
+	e->redis = redis_connect_for(&e->cfg.redis, e->keys.base);
+	registry = e->cfg.redis.kind == URL_CLUSTER ? /* in a slot of its own */
+	    redis_connect_for(&e->cfg.redis, e->keys.queues) : e->redis;
+	freeReplyObject(redis_command_ok(registry, &e->cfg.redis, 3, sadd));
+	if (registry != e->redis)
+		redisFree(registry);
 	script_load(e->redis, &e->cfg.redis, &script_enqueue);
 	if (e->wait)
 		e->waiter = waiter_new(&e->redis, &e->cfg.redis, &e->keys, e->cfg.queue);
@@ -828,6 +833,7 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&e.cfg);
+	e.cfg.cluster_ok = 1;
 	job_options_init(&e.opt);
 	parse_options(&e, argc, argv);
 	config_finish(&e.cfg);

@@ -146,6 +146,7 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&p.cfg);
+	p.cfg.cluster_ok = 1;
 	parse_options(&p, argc, argv);
 	config_finish(&p.cfg);
 	keys_init(&p.keys, p.cfg.prefix, p.cfg.queue);
@@ -153,7 +154,8 @@ main(int argc, char **argv)
 		keys_events(&p.keys, p.job, p.target, sizeof p.target);
 	else
 		keys_channel(p.cfg.prefix, argv[optind], p.target, sizeof p.target);
-	p.redis = redis_connect(&p.cfg.redis);
+	p.redis = redis_connect_for(&p.cfg.redis, p.target); /* a cluster
+	    * node that holds the job's events; any, for a channel */
 	if (p.job)
 		require_job(&p);
 	if (jsonl_each_idle(STDIN_FILENO, p.cfg.max_line, on_line, on_idle, &p,

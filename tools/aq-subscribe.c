@@ -91,7 +91,8 @@ connect_retrying(struct subscriber *s, int first)
 	int code, backoff = REDIS_RETRY_MIN_MS;
 
 	for (;;) {
-		s->redis = redis_try_connect(&s->cfg.redis, err, sizeof err, &code);
+		s->redis = redis_try_connect_for(&s->cfg.redis, s->keys.base, err,
+		    sizeof err, &code);
 		if (s->redis)
 			return;
 		if (first || code == EX_NOPERM)
@@ -785,6 +786,7 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
+	s.cfg.cluster_ok = 1;
 	parse_options(&s, argc, argv);
 	config_finish(&s.cfg);
 	stdout_watch();

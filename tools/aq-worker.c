@@ -11,6 +11,7 @@
 #include "child.h"
 #include "config.h"
 #include "handler.h"
+#include "keys.h"
 #include "log.h"
 #include "redis.h"
 #include "worker.h"
@@ -76,9 +77,11 @@ main(int argc, char **argv)
 	struct config cfg;
 	struct worker_options o = {HANDLER_DEFAULTS, .lease_ms = 30000, .prefetch = -1};
 	redisContext *probe;
+	struct keys probe_keys;
 
 	log_init(argv[0]);
 	config_init(&cfg);
+	cfg.cluster_ok = 1;
 	parse_options(&o, &cfg, argc, argv);
 	config_finish(&cfg);
 	/* no slot waits for Redis between two jobs; in line mode, where a job
@@ -93,7 +96,9 @@ main(int argc, char **argv)
 	handler_command(&o, argc - optind, argv + optind);
 	o.cfg = &cfg;
 
-	probe = redis_connect(&cfg.redis); /* exit 69 or 77 now, not in the loop */
+	keys_init(&probe_keys, cfg.prefix, cfg.queue);
+	probe = redis_connect_for(&cfg.redis, probe_keys.base); /* exit 69 or 77
+								  * now, not in the loop */
 	redisFree(probe);
 	handler_keeper_start();
 	warnmsg("worker %s on queue %s: running %s with %d slot%s%s", o.worker_id,
