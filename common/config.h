@@ -12,6 +12,7 @@
 #define CONFIG_DEFAULT_URL "redis://127.0.0.1:6379"
 #define CONFIG_DEFAULT_QUEUE "default"
 #define CONFIG_DEFAULT_PREFIX "aq"
+#define REPLICAS_MAX 64 /* --replicas of aq-enqueue and aq-worker */
 
 /* Long-only option codes shared by the tools; a tool's own start at OPT_TOOL. */
 enum {

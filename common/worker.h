@@ -30,7 +30,11 @@ struct worker_options {
 	int64_t throttle_ms;        /* --throttle: how long a handler's exit 69
 	                             * holds the queue when it names no
 	                             * retry_after; 0: exit 69 is a failure */
+	int replicas;               /* --replicas: a claim runs once this many
+	                             * replicas have it; 0: at once */
 };
+
+#define REPLICAS_WAIT_MAX_MS 1000   /* aq-worker's WAIT: at most this long */
 
 /* worker_run: work until told to stop (or out of work with burst or
  * max_jobs); returns the exit code: 0, or EX_TEMPFAIL when stopped at once

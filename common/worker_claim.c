@@ -49,6 +49,25 @@ struct work_call {
 	uint64_t *seqs;             /* the reports it carries */
 	size_t nreports;
 	int k;
+	uint64_t wait_id;           /* --replicas: the WAIT sent after it */
+	int wait_failed;            /* ... could not be sent */
+};
+
+/* --replicas: how long a claim's WAIT may take: a tenth of the lease, at
+ * most REPLICAS_WAIT_MAX_MS (the command connection, renewals too, waits
+ * behind it). */
+static int64_t
+replicas_wait_ms(const struct worker *w)
+{
+	int64_t ms = w->o->lease_ms / 10;
+
+	return ms < REPLICAS_WAIT_MAX_MS ? ms : REPLICAS_WAIT_MAX_MS;
+}
+
+/* --replicas: the WAIT after a claim, and the jobs it would confirm. */
+struct wait_call {
+	struct worker *w;
+	uint64_t id;
 };
 
 static void
@@ -92,7 +111,7 @@ start_ahead_jobs(struct worker *w)
 {
 	struct slot *s;
 
-	while (w->nahead > 0 && (s = idle_slot(w))) {
+	while (w->nahead > 0 && !w->ahead[0].unconfirmed && (s = idle_slot(w))) {
 		struct ahead a = w->ahead[0];
 		memmove(w->ahead, w->ahead + 1, (w->nahead - 1) * sizeof *w->ahead);
 		w->nahead--;
@@ -104,7 +123,8 @@ start_ahead_jobs(struct worker *w)
  * attempt, max_attempts, timeout ms or '', lease token) go behind those
  * claimed ahead, then as many as there are free slots start. */
 static void
-start_claimed(struct worker *w, const redisReply *claimed, uint64_t sent_at)
+start_claimed(struct worker *w, const redisReply *claimed, uint64_t sent_at,
+    uint64_t unconfirmed)
 {
 	size_t n = claimed->elements / CLAIM_FIELDS;
 
@@ -122,8 +142,85 @@ start_claimed(struct worker *w, const redisReply *claimed, uint64_t sent_at)
 		a->max_attempts = atoi(job[3]->str ? job[3]->str : "1");
 		a->timeout_ms = job[4]->len ? atoll(job[4]->str) : -1;
 		a->renewed_at = sent_at;
+		a->unconfirmed = unconfirmed;
 	}
 	start_ahead_jobs(w);
+}
+
+/*
+ * --replicas: the WAIT after the claim id answered. With as many replicas
+ * as asked, its jobs may start; without, they go back on the queue
+ * unstarted: this primary may be one a failover left behind, whose claims
+ * the new primary never saw and gives to another worker.
+ */
+static void
+confirm_claims(struct worker *w, uint64_t id, int ok)
+{
+	size_t kept = 0, back = 0;
+
+	for (size_t i = 0; i < w->nahead; i++) {
+		struct ahead *a = &w->ahead[i];
+		if (a->unconfirmed != id) {
+			w->ahead[kept++] = *a;
+		} else if (ok) {
+			a->unconfirmed = 0;
+			w->ahead[kept++] = *a;
+		} else {
+			report_new(w, a->id, a->token, "requeue");
+			free(a->payload);
+			back++;
+		}
+	}
+	w->nahead = kept;
+	if (back > 0 && w->replicas_short++ == 0) /* said once a streak */
+		warnmsg("%zu job%s claimed but not on %d replica%s within %lld ms: "
+		    "back on the queue, unstarted (a failover under way, or a "
+		    "replica down?); claims go on, and run once the replicas "
+		    "have them", back, back == 1 ? "" : "s", w->o->replicas,
+		    w->o->replicas == 1 ? "" : "s", (long long)replicas_wait_ms(w));
+	if (ok && w->replicas_short > 0) {
+		warnmsg("claims are on %d replica%s again", w->o->replicas,
+		    w->o->replicas == 1 ? "" : "s");
+		w->replicas_short = 0;
+	}
+	start_ahead_jobs(w);
+}
+
+static void
+on_replicas_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct wait_call *wc = priv;
+	struct worker *w = wc->w;
+	redisReply *r = reply;
+
+	(void)ac;
+	if (w->work_in_flight > 0)
+		w->work_in_flight--;
+	confirm_claims(w, wc->id, aredis_usable(&w->cmd, r, "WAIT") &&
+	    r->type == REDIS_REPLY_INTEGER && r->integer >= w->o->replicas);
+	free(wc);
+	worker_kick(w);
+}
+
+/* --replicas: pipeline WAIT behind the work call c that claims; 0, or -1
+ * when it could not be sent (its claims then go back at once). */
+static int
+send_replicas_wait(struct worker *w, struct work_call *c)
+{
+	char n[16], ms[24];
+	const char *argv[] = {"WAIT", n, ms};
+	struct wait_call *wc = xcalloc(1, sizeof *wc);
+
+	snprintf(n, sizeof n, "%d", w->o->replicas);
+	snprintf(ms, sizeof ms, "%lld", (long long)replicas_wait_ms(w));
+	wc->w = w;
+	wc->id = c->wait_id = ++w->wait_seq;
+	if (aredis_command(&w->cmd, on_replicas_reply, wc, 3, argv, NULL) < 0) {
+		free(wc);
+		return -1;
+	}
+	w->work_in_flight++;
+	return 0;
 }
 
 /* Jobs claimed ahead that will not run here (a shutdown): back on the
@@ -168,7 +265,9 @@ on_work_reply(redisAsyncContext *ac, void *reply, void *priv)
 	apply_verdicts(w, call, r->element[0]);
 	if (held == HELD_THROTTLED && w->nahead > 0)
 		requeue_ahead(w); /* they would meet the same throttled service */
-	start_claimed(w, r->element[1], call->sent_at);
+	start_claimed(w, r->element[1], call->sent_at, call->wait_id);
+	if (call->wait_id && call->wait_failed)
+		confirm_claims(w, call->wait_id, 0);
 	/* a burst worker ends on an empty or paused queue, but waits out a
 	 * limit or a throttle while jobs wait */
 	if (call->k > 0 && r->element[1]->elements == 0 && w->o->burst &&
@@ -230,6 +329,8 @@ send_work(struct worker *w, int k)
 	if (aredis_script(&w->cmd, on_work_reply, call, a) == 0) {
 		w->work_in_flight++;
 		w->claiming += k;
+		if (k > 0 && w->o->replicas > 0 && send_replicas_wait(w, call) < 0)
+			call->wait_failed = 1;
 		for (size_t i = 0; i < w->nreports; i++)
 			w->reports[i].sent = 1;
 	} else {

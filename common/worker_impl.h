@@ -104,6 +104,8 @@ struct ahead {
 	int attempt, max_attempts;
 	int64_t timeout_ms;          /* -1: the worker's */
 	uint64_t renewed_at;         /* its lease runs from then */
+	uint64_t unconfirmed;        /* --replicas: the claim's WAIT, not yet
+	                              * answered (its number); 0: may start */
 };
 
 /*
@@ -205,6 +207,8 @@ struct worker {
 	int nothing_to_claim;       /* the last claim came back short: wait */
 	int flush_due;              /* reports waited FLUSH_MS: send them */
 	uint64_t report_seq;
+	uint64_t wait_seq;          /* --replicas: the WAITs sent */
+	int replicas_short;         /* ... that came back short, in a row */
 	long claimed;
 	uv_timer_t renew, grace, flush;
 	uv_signal_t sigterm, sigint, sighup, sigchld;

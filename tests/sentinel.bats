@@ -211,6 +211,20 @@ teardown() {
 	assert_equal "$(wc -l <"$BATS_TEST_TMPDIR/out")" 20
 }
 
+@test "aq-worker --replicas: a job starts once the replicas have its claim; with too few, it goes back unstarted" {
+	aq-enqueue -q w --id j1 '{"sleep":0}' >/dev/null
+	start_worker 2 -q w --lease 5s --replicas 2 -- "$HANDLERS/chaos"
+	wait_for 100 grep -q "1 job claimed but not on 2 replicas within 500 ms: back on the queue, unstarted" "$BATS_TEST_TMPDIR/worker.2.err"
+	stop_worker 2
+	assert_equal "$(cat "$CHAOS_LOG")" ""
+	run aq-status -q w j1
+	assert_equal "$(jq -r '.status + " " + (.attempt|tostring)' <<<"$output")" "queued 0"
+	run aq-worker -q w --lease 5s --replicas 1 --burst -- "$HANDLERS/chaos"
+	assert_success
+	job_is w j1 succeeded
+	assert_equal "$(grep -c '^j1 1 start' "$CHAOS_LOG")" 1
+}
+
 # silent_start N: N listeners on free ports that take connections and never
 # answer (sentinels behind a black hole); their ports in $SEN_DIR/silent.
 silent_start() {
@@ -271,8 +285,10 @@ all_succeeded() {
 	aq-enqueue -q f --id held --replicas 1 '{"hold":true,"sleep":0}' >/dev/null
 	seq 1 200 | sed 's/.*/{"n":&}/' | aq-enqueue -q f --replicas 1 >enq
 	{ echo held; ids_of "$(cat enq)"; } >ids
-	start_worker 1 -q f -c 4 --lease 10s -- "$HANDLERS/chaos"
-	start_worker 2 -q f -c 4 --lease 10s -- "$HANDLERS/chaos"
+	# --replicas 1: a claim the old primary takes after the promotion
+	# never starts, so no job runs twice at once
+	start_worker 1 -q f -c 4 --lease 10s --replicas 1 -- "$HANDLERS/chaos"
+	start_worker 2 -q f -c 4 --lease 10s --replicas 1 -- "$HANDLERS/chaos"
 	start_bg sweep aq-sweep -q f --every 1s
 	# the held job runs, and the replica has its claim
 	wait_for 100 grep -q '^held 1 start' "$CHAOS_LOG"

@@ -29,7 +29,6 @@
 #define AFTER_MAX 1000            /* parents of one job (--after) */
 #define UNKNOWN_PARENT "unknown-parent:" /* enqueue.lua's reply, then the id */
 #define UNKNOWN_PARENT_LEN (sizeof UNKNOWN_PARENT - 1)
-#define REPLICAS_MAX 64           /* --replicas */
 #define REPLICAS_TIMEOUT_MS 5000  /* --replicas-timeout, by default */
 
 enum { OPT_ID = OPT_TOOL, OPT_PRIORITY, OPT_DELAY, OPT_RUN_AT,

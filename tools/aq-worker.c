@@ -16,7 +16,8 @@
 #include "redis.h"
 #include "worker.h"
 
-enum { OPT_LEASE = OPT_TOOL, OPT_MAX_JOBS, OPT_BURST, OPT_PREFETCH };
+enum { OPT_LEASE = OPT_TOOL, OPT_MAX_JOBS, OPT_BURST, OPT_PREFETCH,
+	OPT_REPLICAS };
 
 static void
 usage(FILE *fp)
@@ -26,7 +27,7 @@ usage(FILE *fp)
 	    "                 [-c n] [--lease duration] [--grace duration]\n"
 	    "                 [--timeout duration] [--backoff duration] [--max-jobs n]\n"
 	    "                 [--burst] [--lines] [--prefetch n] [--worker-id id]\n"
-	    "                 [--throttle duration] [--max-line size]\n"
+	    "                 [--throttle duration] [--max-line size] [--replicas n]\n"
 	    "                 -- command [argument ...]\n");
 }
 
@@ -41,6 +42,7 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 		{"max-jobs", required_argument, NULL, OPT_MAX_JOBS},
 		{"burst", no_argument, NULL, OPT_BURST},
 		{"prefetch", required_argument, NULL, OPT_PREFETCH},
+		{"replicas", required_argument, NULL, OPT_REPLICAS},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -64,6 +66,9 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 			break;
 		case OPT_PREFETCH:
 			o->prefetch = (int)option_int("--prefetch", optarg, 0, CONCURRENCY_MAX);
+			break;
+		case OPT_REPLICAS:
+			o->replicas = (int)option_int("--replicas", optarg, 1, REPLICAS_MAX);
 			break;
 		default:
 			config_bad_option(c, argv, longopts, usage);
