@@ -154,8 +154,39 @@ move_slot() {
 	assert_equal "$(cat "$BATS_TEST_TMPDIR/worker.1.rc")" 0
 }
 
+@test "aq-status, aq-cancel, aq-retry and aq-queue: ids and queues of several nodes in one run" {
+	for q in a b c; do aq-enqueue -q $q --id "$q-1" '{}' >/dev/null; done
+	aq-enqueue -q a --id a-2 --max-attempts 1 '{"exit":3}' >/dev/null
+	# one line per job, each naming its queue, in input order
+	run aq-status <<-EOF
+	{"id":"a-1","queue":"a"}
+	{"id":"b-1","queue":"b"}
+	{"id":"c-1","queue":"c"}
+	EOF
+	assert_success
+	assert_equal "$(jq -r '.id + " " + .status' <<<"$output" | paste -sd,)" "a-1 queued,b-1 queued,c-1 queued"
+	run aq-cancel <<-EOF
+	{"id":"b-1","queue":"b"}
+	{"id":"c-1","queue":"c"}
+	EOF
+	assert_success
+	run aq-queue show -q a -q b -q c
+	assert_success
+	assert_equal "$(jq -r '.queue + " " + (.waiting|tostring)' <<<"$output" | paste -sd,)" "a 2,b 0,c 0"
+	run aq-worker -q a --burst -- sh -c 'cat >/dev/null; exit 3'
+	run aq-status -q a --state failed
+	assert_equal "$(jq -r .id <<<"$output")" a-2
+	run aq-retry -q a --all
+	assert_success
+	assert_output --partial '"id":"a-2"'
+	assert_equal "$(aq-status -q a a-2 | jq -r .status)" queued
+	run aq-queue pause -q b -q c
+	assert_success
+	assert_equal "$(redis-cli -c -p "$(port_of 1)" smembers aq:queues | sort | paste -sd' ')" "a b c"
+}
+
 @test "a tool that does not route by the slot map yet refuses a cluster URL: exit 64, saying so" {
-	for cmd in "aq-status x" "aq-cancel x" "aq-retry x" "aq-queue show" aq-health aq-sweep; do
+	for cmd in aq-health aq-sweep; do
 		tool=${cmd%% *}
 		# shellcheck disable=SC2086
 		run $cmd

@@ -15,12 +15,14 @@
 #include "json.h"
 #include "keys.h"
 #include "log.h"
+#include "pool.h"
 #include "redis.h"
 #include "script.h"
 
 struct cancel_run {
 	struct config cfg;
-	redisContext *redis;
+	struct redis_pool pool;       /* a connection per node of a cluster */
+	redisContext *redis;          /* the one of the batch's queue */
 	struct idline_batch batch;    /* ids of one queue, sent together */
 	struct script_args call;      /* a batch's call, being built */
 	struct jbuf out;
@@ -72,6 +74,7 @@ send_batch(void *ctx)
 	redisReply *r;
 
 	keys_init(&k, s->cfg.prefix, b->t[0].queue);
+	s->redis = redis_pool_for(&s->pool, k.base); /* the queue's node */
 	script_args_begin(a, &script_cancel);
 	script_args_queue_keys(a, &k);
 	script_args_arg(a, k.base);
@@ -100,13 +103,16 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
+	s.cfg.cluster_ok = 1;
 	config_parse_shared(&s.cfg, argc, argv, usage);
 	config_finish(&s.cfg);
 	stdout_watch();
 	argc -= optind;
 	argv += optind;
 	idline_check_args(argc, argv);
-	s.redis = redis_connect(&s.cfg.redis);
+	redis_pool_init(&s.pool, &s.cfg.redis);
+	/* unreachable: exit now */
+	s.redis = redis_pool_for_queue(&s.pool, s.cfg.prefix, s.cfg.queue);
 	s.batch.send = send_batch;
 	s.batch.ctx = &s;
 
@@ -116,7 +122,7 @@ main(int argc, char **argv)
 	    s.cfg.queue, &s.batch, &s.rejected) < 0;
 	jb_free(&s.out);
 	script_args_free(&s.call);
-	redisFree(s.redis);
+	redis_pool_close(&s.pool);
 	url_forget(&s.cfg.redis);
 	return finish_stdout(idline_exit(read_failed, s.rejected, s.unsettled));
 }

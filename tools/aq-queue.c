@@ -12,6 +12,7 @@
 #include "json.h"
 #include "keys.h"
 #include "log.h"
+#include "pool.h"
 #include "redis.h"
 #include "script.h"
 
@@ -29,7 +30,7 @@ struct queue_run {
 	long batch;                  /* --batch */
 	char rate[24], period_ms[24]; /* limit: --rate ("" kept, "off") */
 	char concurrency[24];        /* limit: --concurrency ("" kept, "off") */
-	redisContext *redis;
+	struct redis_pool pool;       /* a connection per node of a cluster */
 	struct script_args call;
 	struct jbuf out;
 };
@@ -67,7 +68,8 @@ call_queue(struct queue_run *s, const char *action, const char *queue,
 	script_args_arg(&s->call, s->period_ms);
 	script_args_arg(&s->call, s->concurrency);
 	snprintf(doing, sizeof doing, "doing %s on queue %s", action, queue);
-	return script_call_array(s->redis, &s->cfg.redis, &s->call, min, doing);
+	return script_call_array(redis_pool_for(&s->pool, k.base), &s->cfg.redis,
+	    &s->call, min, doing);
 }
 
 /* The figure i of a reply of pause, resume or show. */
@@ -110,7 +112,8 @@ register_queue(struct queue_run *s, const char *queue)
 	const char *argv[] = {"SADD", k.queues, queue};
 
 	keys_init(&k, s->cfg.prefix, queue);
-	freeReplyObject(redis_command_ok(s->redis, &s->cfg.redis, 3, argv));
+	freeReplyObject(redis_command_ok(redis_pool_for(&s->pool, k.queues),
+	    &s->cfg.redis, 3, argv));
 }
 
 /* purge: cancel the waiting jobs of queue, a batch a call, one line each. */
@@ -273,6 +276,7 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
+	s.cfg.cluster_ok = 1;
 	parse_options(&s, argc, argv);
 	parse_command(&s, argc, argv);
 	config_finish(&s.cfg);
@@ -281,7 +285,9 @@ main(int argc, char **argv)
 		s.queues[s.nqueues++] = s.cfg.queue;
 	if (!s.batch)
 		s.batch = PURGE_BATCH;
-	s.redis = redis_connect(&s.cfg.redis);
+	redis_pool_init(&s.pool, &s.cfg.redis);
+	/* unreachable: exit now */
+	redis_pool_for_queue(&s.pool, s.cfg.prefix, s.queues[0]);
 
 	if (strcmp(s.command, "purge") == 0 && !s.yes)
 		refuse_purge(&s);
@@ -289,7 +295,7 @@ main(int argc, char **argv)
 		run_command(&s, s.queues[i]);
 	jb_free(&s.out);
 	script_args_free(&s.call);
-	redisFree(s.redis);
+	redis_pool_close(&s.pool);
 	url_forget(&s.cfg.redis);
 	return finish_stdout(0);
 }

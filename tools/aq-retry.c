@@ -15,6 +15,7 @@
 #include "json.h"
 #include "keys.h"
 #include "log.h"
+#include "pool.h"
 #include "redis.h"
 #include "script.h"
 
@@ -24,7 +25,7 @@ enum { OPT_ALL = OPT_TOOL, OPT_DELETE };
 
 struct retry_run {
 	struct config cfg;
-	redisContext *redis;
+	struct redis_pool pool;       /* a connection per node of a cluster */
 	const char *action;           /* "retry", or "delete" (--delete) */
 	int all;                      /* --all */
 	struct idline_batch batch;    /* ids of one queue, sent together */
@@ -100,7 +101,8 @@ send_call(struct retry_run *s, const char *queue, long *stayed)
 
 	snprintf(doing, sizeof doing, "%s failed jobs of queue %s",
 	    strcmp(s->action, "delete") == 0 ? "deleting" : "retrying", queue);
-	r = script_call_array(s->redis, &s->cfg.redis, &s->call, 1, doing);
+	r = script_call_array(redis_pool_for_queue(&s->pool, s->cfg.prefix, queue),
+	    &s->cfg.redis, &s->call, 1, doing);
 	if (r->element[0]->type != REDIS_REPLY_INTEGER || r->elements % 2 == 0)
 		die(EX_UNAVAILABLE, "redis at %s gave an unexpected reply while %s",
 		    url_display(&s->cfg.redis, shown, sizeof shown), doing);
@@ -147,7 +149,8 @@ retry_all(struct retry_run *s)
 	redisReply *r;
 
 	keys_init(&k, s->cfg.prefix, s->cfg.queue);
-	r = redis_command_ok(s->redis, &s->cfg.redis, 2, argv);
+	r = redis_command_ok(redis_pool_for_queue(&s->pool, s->cfg.prefix,
+	    s->cfg.queue), &s->cfg.redis, 2, argv);
 	total = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
 	freeReplyObject(r);
 	while (done < total) {
@@ -200,13 +203,16 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
+	s.cfg.cluster_ok = 1;
 	parse_options(&s, argc, argv);
 	config_finish(&s.cfg);
 	stdout_watch();
 	argc -= optind;
 	argv += optind;
 	idline_check_args(argc, argv);
-	s.redis = redis_connect(&s.cfg.redis);
+	redis_pool_init(&s.pool, &s.cfg.redis);
+	/* unreachable: exit now */
+	redis_pool_for_queue(&s.pool, s.cfg.prefix, s.cfg.queue);
 	s.batch.send = send_batch;
 	s.batch.ctx = &s;
 
@@ -217,7 +223,7 @@ main(int argc, char **argv)
 		    s.cfg.max_line, s.cfg.queue, &s.batch, &s.rejected) < 0;
 	jb_free(&s.out);
 	script_args_free(&s.call);
-	redisFree(s.redis);
+	redis_pool_close(&s.pool);
 	url_forget(&s.cfg.redis);
 	return finish_stdout(idline_exit(read_failed, s.rejected, s.refused));
 }

@@ -18,6 +18,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "mem.h"
+#include "pool.h"
 #include "redis.h"
 
 #define LOOKUP_BATCH 256
@@ -33,7 +34,7 @@ struct lookup {
 
 struct status_run {
 	struct config cfg;
-	redisContext *redis;
+	struct redis_pool pool;      /* a connection per node of a cluster */
 	struct ledger ledger;        /* opened when Redis lacks a job */
 	struct lookup batch[LOOKUP_BATCH];
 	size_t n;
@@ -121,7 +122,8 @@ write_redis_record(struct status_run *s, const struct lookup *l,
 	}
 	keys_init(&k, s->cfg.prefix, l->queue);
 	const char *argv[2] = {"SMEMBERS", keys_deps(&k, l->id, key, sizeof key)};
-	redisReply *pending = redis_command_ok(s->redis, &s->cfg.redis, 2, argv);
+	redisReply *pending = redis_command_ok(redis_pool_for_queue(&s->pool,
+	    s->cfg.prefix, l->queue), &s->cfg.redis, 2, argv);
 	job_write_blocked(&s->out, l->id, l->queue, r, pending);
 	freeReplyObject(pending);
 }
@@ -134,6 +136,7 @@ flush_batch(struct status_run *s)
 	struct keys k;
 	char key[KEY_MAX + ID_MAX];
 	redisReply *replies[LOOKUP_BATCH];
+	redisContext *conns[LOOKUP_BATCH]; /* a cluster: each job's node */
 	PGresult *ledger;
 
 	if (s->n == 0)
@@ -142,11 +145,12 @@ flush_batch(struct status_run *s)
 		const char *argv[2] = {"HGETALL", key};
 		keys_init(&k, s->cfg.prefix, s->batch[i].queue);
 		keys_job(&k, s->batch[i].id, key, sizeof key);
-		if (redisAppendCommandArgv(s->redis, 2, argv, NULL) != REDIS_OK)
-			redis_die_io(s->redis, &s->cfg.redis, "looking up jobs");
+		conns[i] = redis_pool_for(&s->pool, k.base);
+		if (redisAppendCommandArgv(conns[i], 2, argv, NULL) != REDIS_OK)
+			redis_die_io(conns[i], &s->cfg.redis, "looking up jobs");
 	}
-	for (size_t i = 0; i < s->n; i++) {
-		replies[i] = redis_get_reply(s->redis, &s->cfg.redis, "looking up jobs");
+	for (size_t i = 0; i < s->n; i++) { /* each connection answers in order */
+		replies[i] = redis_get_reply(conns[i], &s->cfg.redis, "looking up jobs");
 		if (replies[i]->type == REDIS_REPLY_ERROR)
 			die(EX_UNAVAILABLE, "redis refused HGETALL: %s", replies[i]->str);
 	}
@@ -212,7 +216,8 @@ list_failed(struct status_run *s)
 
 	keys_init(&k, s->cfg.prefix, s->cfg.queue);
 	snprintf(stop, sizeof stop, "%ld", s->limit - 1);
-	r = redis_command_ok(s->redis, &s->cfg.redis, 5, argv);
+	r = redis_command_ok(redis_pool_for_queue(&s->pool, s->cfg.prefix,
+	    s->cfg.queue), &s->cfg.redis, 5, argv);
 	s->listing = 1;
 	for (size_t i = 0; i < r->elements; i++)
 		if (r->element[i]->type == REDIS_REPLY_STRING &&
@@ -266,6 +271,7 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
+	s.cfg.cluster_ok = 1;
 	parse_options(&s, argc, argv);
 	config_finish(&s.cfg);
 	stdout_watch();
@@ -273,7 +279,9 @@ main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	idline_check_args(argc, argv);
-	s.redis = redis_connect(&s.cfg.redis);
+	redis_pool_init(&s.pool, &s.cfg.redis);
+	redis_pool_for_queue(&s.pool, s.cfg.prefix, s.cfg.queue); /* unreachable:
+								     * exit now */
 
 	if (s.state)
 		list_failed(&s);
@@ -282,7 +290,7 @@ main(int argc, char **argv)
 		    s.cfg.queue, add_lookup, on_idle, &s, &s.rejected) < 0;
 	flush_batch(&s);
 	jb_free(&s.out);
-	redisFree(s.redis);
+	redis_pool_close(&s.pool);
 	ledger_close(&s.ledger);
 	config_free(&s.cfg);
 	return finish_stdout(idline_exit(read_failed, s.rejected, s.unknown));
