@@ -154,6 +154,32 @@ move_slot() {
 	assert_equal "$(cat "$BATS_TEST_TMPDIR/worker.1.rc")" 0
 }
 
+# replica_of PORT: the port of a replica of the primary PORT.
+replica_of() {
+	local id
+	id=$(redis-cli -p "$1" cluster myid)
+	ncli 1 cluster nodes | awk -v id="$id" '$3 ~ /slave/ && $4 == id { split($2, a, "[:@]"); print a[2]; exit }'
+}
+
+@test "a CLUSTER FAILOVER during a run: the worker follows its queue to the new primary, every job succeeds once at a time" {
+	slot=$(slot_of f)
+	old=$(owner "$slot")
+	new=$(replica_of "$old")
+	[ -n "$new" ]
+	seq 1 200 | sed 's/.*/{"n":&}/' | aq-enqueue -q f >/dev/null
+	start_worker 1 -q f -c 4 --lease 10s --replicas 1 -- "$HANDLERS/chaos"
+	start_worker 2 -q f -c 4 --lease 10s --replicas 1 -- "$HANDLERS/chaos"
+	wait_for 100 eval "[ \$(grep -c ' end ' '$CHAOS_LOG') -ge 20 ]"
+	run redis-cli -p "$new" cluster failover
+	assert_output OK
+	wait_for 300 eval "[ \"\$(owner $slot)\" = $new ]"
+	wait_for 300 grep -q "the cluster serves the queue from 127.0.0.1:$new now" "$BATS_TEST_TMPDIR/worker.1.err"
+	wait_for 900 eval "[ \"\$(stat f succeeded)\" = 200 ]"
+	assert_equal "$(cat "$OVERLAPS")" ""
+	kill -0 "$(worker_pid 1)"
+	kill -0 "$(worker_pid 2)"
+}
+
 @test "aq-status, aq-cancel, aq-retry and aq-queue: ids and queues of several nodes in one run" {
 	for q in a b c; do aq-enqueue -q $q --id "$q-1" '{}' >/dev/null; done
 	aq-enqueue -q a --id a-2 --max-attempts 1 '{"exit":3}' >/dev/null
