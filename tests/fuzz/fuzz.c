@@ -36,6 +36,7 @@ fuzz_url(const char *s)
 		/* the password is shown as *** and nowhere else in the userinfo */
 		url_display(&u, shown, sizeof shown);
 		snprintf(userinfo, sizeof userinfo, "%s%s:***@",
+		    u.nsentinels > 0 ? "redis+sentinel://" :
 		    u.is_unix ? "unix://" : "redis://", u.user);
 		if (strncmp(shown, userinfo, strlen(userinfo)) != 0)
 			abort();
