@@ -26,6 +26,16 @@ cstring(const uint8_t *data, size_t n)
 	return s;
 }
 
+static const char *
+scheme_of(const struct redis_url *u)
+{
+	if (u->kind == URL_SENTINEL)
+		return "redis+sentinel://";
+	if (u->kind == URL_CLUSTER)
+		return "redis+cluster://";
+	return u->is_unix ? "unix://" : "redis://";
+}
+
 static void
 fuzz_url(const char *s)
 {
@@ -36,8 +46,7 @@ fuzz_url(const char *s)
 		/* the password is shown as *** and nowhere else in the userinfo */
 		url_display(&u, shown, sizeof shown);
 		snprintf(userinfo, sizeof userinfo, "%s%s:***@",
-		    u.nsentinels > 0 ? "redis+sentinel://" :
-		    u.is_unix ? "unix://" : "redis://", u.user);
+		    scheme_of(&u), u.user);
 		if (strncmp(shown, userinfo, strlen(userinfo)) != 0)
 			abort();
 	}
