@@ -12,6 +12,7 @@
 #include "keys.h"
 #include "log.h"
 #include "mem.h"
+#include "redis.h"
 #include "script.h"
 
 #define LOG_READ_COUNT "100"   /* log entries per read (each names many jobs) */
@@ -33,19 +34,26 @@ struct batch {
 /* ---- messages --------------------------------------------------------- */
 
 static int
-redis_failed(struct archiver *a, const char *queue, const char *doing,
-    const redisReply *r)
+redis_failed_on(struct archiver *a, const redisContext *c, const char *queue,
+    const char *doing, const redisReply *r)
 {
 	char shown[1024];
 
-	url_display(a->url, shown, sizeof shown);
+	redis_display(a->url, c, shown, sizeof shown);
 	if (!r)
 		warnmsg("lost the connection to redis at %s while %s of queue %s: %s",
-		    shown, doing, queue, a->redis->errstr);
+		    shown, doing, queue, c->errstr);
 	else
 		warnmsg("redis at %s refused %s of queue %s: %s", shown, doing, queue,
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	return ARCHIVE_REDIS_FAILED;
+}
+
+static int
+redis_failed(struct archiver *a, const char *queue, const char *doing,
+    const redisReply *r)
+{
+	return redis_failed_on(a, a->redis, queue, doing, r);
 }
 
 static int
@@ -68,11 +76,13 @@ print_line(struct archiver *a)
 /* ---- the pass --------------------------------------------------------- */
 
 int
-archive_begin_pass(struct archiver *a)
+archive_use_server(struct archiver *a, redisContext *c)
 {
-	redisReply *r = redisCommand(a->redis, "INFO server");
+	redisReply *r;
 	const char *p;
 
+	a->redis = c;
+	r = redisCommand(c, "INFO server");
 	if (!r || r->type != REDIS_REPLY_STRING ||
 	    !(p = strstr(r->str, "run_id:"))) {
 		int rc = redis_failed(a, "(all)", "INFO server", r);
@@ -83,6 +93,12 @@ archive_begin_pass(struct archiver *a)
 	size_t n = strcspn(p, "\r\n");
 	snprintf(a->run_id, sizeof a->run_id, "%.*s", (int)n, p);
 	freeReplyObject(r);
+	return 0;
+}
+
+int
+archive_begin_pass(struct archiver *a)
+{
 	if (!a->temp_tables) {
 		if (ledger_run(a->ledger, "creating the archive's temporary tables",
 		    "CREATE TEMP TABLE IF NOT EXISTS archive_jobs ("
@@ -982,9 +998,9 @@ restore_queue(struct archiver *a, const char *queue)
 		return rc;
 	}
 	freeReplyObject(r);
-	r = redisCommandArgv(a->redis, 3, sadd, NULL);
+	r = redisCommandArgv(a->registry, 3, sadd, NULL);
 	if (!r || r->type == REDIS_REPLY_ERROR)
-		rc = redis_failed(a, queue, "registering the queue", r);
+		rc = redis_failed_on(a, a->registry, queue, "registering the queue", r);
 	freeReplyObject(r);
 	return rc;
 }

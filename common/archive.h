@@ -16,7 +16,8 @@
 #define ARCHIVE_CONSUMER "aq-sweep"
 
 struct archiver {
-	redisContext *redis;
+	redisContext *redis;           /* the server of the queue's keys */
+	redisContext *registry;        /* of PREFIX:queues (a cluster node) */
 	const struct redis_url *url;
 	struct ledger *ledger;
 	const char *prefix;
@@ -24,7 +25,7 @@ struct archiver {
 	long long restore_grace_ms;    /* see restore_queue */
 	struct jbuf *out;              /* for the JSON lines printed */
 	volatile sig_atomic_t *stop;   /* set: finish the batch, then return */
-	char run_id[48];               /* of the Redis server, this pass */
+	char run_id[48];               /* of the server of redis */
 	int temp_tables;               /* created in this ledger session */
 	unsigned long printed;         /* lines printed */
 };
@@ -34,9 +35,12 @@ struct archiver {
 #define ARCHIVE_REDIS_FAILED -1
 #define ARCHIVE_LEDGER_FAILED -2
 
-/* archive_begin_pass: learn the Redis server's run id (a restart changes
- * it) and make the session's temporary tables. */
+/* archive_begin_pass: make the session's temporary tables. */
 int archive_begin_pass(struct archiver *a);
+
+/* archive_use_server: work on the queues of the server c from now on,
+ * learning its run id (a restart or a failover changes it). */
+int archive_use_server(struct archiver *a, redisContext *c);
 
 /* restore_queue: put back on queue the jobs the ledger holds as not finished
  * that Redis does not have, with their attempts; printing

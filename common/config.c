@@ -123,11 +123,6 @@ parse_url_or_die(struct config *c, const char *text, enum url_source source,
 		    "/name[/db] or redis+cluster://[[user]:password@]host[:port]"
 		    "[,host[:port]...] (aq(7) CONFIGURATION)",
 		    url_source_name(&c->redis, from, sizeof from), err);
-	if (c->redis.kind == URL_CLUSTER && !c->cluster_ok)
-		die(EX_USAGE, "redis+cluster:// (from %s): this tool does not "
-		    "route by the slot map yet: give one node, or the sentinels of a "
-		    "primary; see aq(7) SCALING",
-		    url_source_name(&c->redis, from, sizeof from));
 }
 
 static void

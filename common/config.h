@@ -52,7 +52,6 @@ struct config {
 	const char *db_flag, *db_file_flag;
 	char *database_url;      /* after config_database: NULL for no ledger */
 	const char *database_from;
-	int cluster_ok;          /* the tool routes by a cluster's slot map */
 };
 
 /* config_init: defaults, then the environment (AQ_QUEUE, AQ_PREFIX). */

@@ -182,6 +182,15 @@ jb_null(struct jbuf *b)
 }
 
 void
+jb_bool(struct jbuf *b, int v)
+{
+	if (v)
+		put(b, "true", 4);
+	else
+		put(b, "false", 5);
+}
+
+void
 jb_kstr(struct jbuf *b, const char *key, const char *s)
 {
 	jb_key(b, key);

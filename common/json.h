@@ -33,6 +33,8 @@ void jb_millis(struct jbuf *b, int64_t ms);
 /* jb_raw: s[0..n) as it is: the caller vouches that it is one JSON value */
 void jb_raw(struct jbuf *b, const char *s, size_t n);
 void jb_null(struct jbuf *b);
+/* jb_bool: true when v is not 0, else false */
+void jb_bool(struct jbuf *b, int v);
 /* jb_json: s[0..n), valid JSON, as one line: copied as it is unless it
  * holds a raw line break, then re-encoded compact */
 void jb_json(struct jbuf *b, const char *s, size_t n);

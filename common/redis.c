@@ -122,6 +122,11 @@ explain_unreachable(const struct redis_url *u, const struct url_addr *at,
 		    "%s", at->host, at->port, u->master, why);
 		return;
 	}
+	if (u->kind == URL_CLUSTER) {
+		snprintf(err, errlen, "%s:%d, a node of the cluster: %s", at->host,
+		    at->port, why);
+		return;
+	}
 	if (u->is_unix) {
 		int exists = stat(u->path, &st) == 0;
 		if (!exists && errno == ENOENT)
@@ -172,30 +177,39 @@ redis_try_connect_for(const struct redis_url *u, const char *key, char *err,
     size_t errlen, int *code)
 {
 	struct url_addr at;
+
+	*code = EX_UNAVAILABLE;
+	if (route_server(u, key, &at, err, errlen) < 0)
+		return NULL;
+	return redis_try_connect_at(u, &at, err, errlen, code);
+}
+
+redisContext *
+redis_try_connect_at(const struct redis_url *u, const struct url_addr *at,
+    char *err, size_t errlen, int *code)
+{
 	redisContext *c;
 
 	/* a server that closed the connection is an error to report, not a
 	 * signal to die of (standard output's EPIPE: see die_output) */
 	signal(SIGPIPE, SIG_IGN);
 	*code = EX_UNAVAILABLE;
-	if (route_server(u, key, &at, err, errlen) < 0)
-		return NULL;
 	if (u->is_unix)
 		c = redisConnectUnixWithTimeout(u->path, tv_ms(REDIS_CONNECT_TIMEOUT_MS));
 	else
-		c = redisConnectWithTimeout(at.host, at.port, tv_ms(REDIS_CONNECT_TIMEOUT_MS));
+		c = redisConnectWithTimeout(at->host, at->port, tv_ms(REDIS_CONNECT_TIMEOUT_MS));
 	if (!c) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	if (c->err) {
-		explain_unreachable(u, &at, c->errstr, err, errlen);
+		explain_unreachable(u, at, c->errstr, err, errlen);
 		redisFree(c);
 		return NULL;
 	}
 	if (redisSetTimeout(c, tv_ms(REDIS_COMMAND_TIMEOUT_MS)) != REDIS_OK ||
 	    authenticate_and_select(c, u, err, errlen, code) < 0 ||
-	    check_primary(c, u, &at, err, errlen) < 0) {
+	    check_primary(c, u, at, err, errlen) < 0) {
 		if (c->err)
 			snprintf(err, errlen, "%s", c->errstr);
 		redisFree(c);
@@ -227,6 +241,21 @@ redis_connect_for(const struct redis_url *u, const char *key)
 		die(code, "cannot connect to redis at %s: %s",
 		    url_display(u, shown, sizeof shown), err);
 	return c;
+}
+
+char *
+redis_display(const struct redis_url *u, const redisContext *c, char *buf,
+    size_t len)
+{
+	size_t n;
+
+	url_display(u, buf, len);
+	n = strlen(buf);
+	if (u->kind != URL_SERVER && c && c->connection_type == REDIS_CONN_TCP &&
+	    c->tcp.host && n < len)
+		snprintf(buf + n, len - n, " (%s %s:%d)", u->kind == URL_CLUSTER ?
+		    "node" : "primary", c->tcp.host, c->tcp.port);
+	return buf;
 }
 
 void

@@ -37,9 +37,19 @@ redisContext *redis_try_connect_for(const struct redis_url *u, const char *key,
     char *err, size_t errlen, int *code);
 redisContext *redis_connect_for(const struct redis_url *u, const char *key);
 
+/* redis_try_connect_at: the same, to the server at (a node of a cluster,
+ * the primary of sentinels), with u's user, password and database. */
+redisContext *redis_try_connect_at(const struct redis_url *u,
+    const struct url_addr *at, char *err, size_t errlen, int *code);
+
 /* redis_connect: redis_try_connect, or exit with its code and the message
  * "cannot connect to redis at URL: reason; what to do". */
 redisContext *redis_connect(const struct redis_url *u);
+
+/* redis_display: u as url_display shows it, followed for a sentinel or
+ * cluster URL by the server c is connected to: "URL (node host:port)". */
+char *redis_display(const struct redis_url *u, const redisContext *c,
+    char *buf, size_t len);
 
 /* redis_die_io: exit EX_UNAVAILABLE for a connection that failed mid-work
  * (c->err), naming the server and what was being done. */

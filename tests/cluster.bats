@@ -2,10 +2,12 @@
 # cluster.bats: aq on Redis Cluster (three primaries, three replicas, on
 # private ports of 127.0.0.1): with a redis+cluster:// URL, queues in
 # different slots are served by different nodes, every job completes, a
-# worker follows its queue's slot when it moves during a run, and the tools
-# that do not route by the slot map yet say so.
+# worker follows its queue's slot when it moves during a run or a replica
+# takes over, aq-sweep and aq-health work on every node, and one node down
+# does not stop them on the others.
 
 load helpers
+bats_require_minimum_version 1.5.0
 
 HANDLERS=$(cd "$BATS_TEST_DIRNAME/handlers" && pwd)
 
@@ -78,6 +80,7 @@ setup() {
 teardown() {
 	show_logs_on_failure
 	kill_started
+	pg_stop
 	return 0
 }
 
@@ -211,12 +214,109 @@ replica_of() {
 	assert_equal "$(redis-cli -c -p "$(port_of 1)" smembers aq:queues | sort | paste -sd' ')" "a b c"
 }
 
-@test "a tool that does not route by the slot map yet refuses a cluster URL: exit 64, saying so" {
-	for cmd in aq-health aq-sweep; do
-		tool=${cmd%% *}
-		# shellcheck disable=SC2086
-		run $cmd
-		assert_failure 64
-		assert_output --partial "$tool: redis+cluster:// (from AQ_REDIS_URL): this tool does not route by the slot map yet"
+# status_of Q ID: the status of job ID of queue Q, asked through the cluster.
+status_of() { aq-status -q "$1" "$2" | jq -r .status; }
+
+@test "aq-sweep: expired leases on three nodes are recovered in one pass, dead workers forgotten, finished jobs trimmed" {
+	for q in a b c; do
+		aq-enqueue -q $q --id "$q-done" '{}' >/dev/null
+		aq-enqueue -q $q --id "$q-k" '{}' >/dev/null
 	done
+	for q in a b c; do aq-worker -q $q --max-jobs 1 -- cat >/dev/null; done
+	for q in a b c; do
+		start_bg "w$q" aq-worker -q $q --lease 1s --worker-id "w-$q" -- sh -c 'sleep 30'
+	done
+	for q in a b c; do wait_for 100 eval "[ \"\$(status_of $q $q-k)\" = running ]"; done
+	for q in a b c; do kill -KILL "$(pid_of "w$q")"; done
+	# each pass prints what it did; poll until the leases and heartbeats expired
+	wait_for 100 eval 'aq-sweep --retention 0 >>passes.out && [ "$(grep -c recovered passes.out)" = 3 ] && [ "$(grep -c worker_removed passes.out)" = 3 ]'
+	for q in a b c; do
+		grep -qx "{\"queue\":\"$q\",\"action\":\"recovered\",\"id\":\"$q-k\",\"status\":\"queued\"}" passes.out
+		grep -qx "{\"queue\":\"$q\",\"action\":\"worker_removed\",\"worker\":\"w-$q\"}" passes.out
+		grep -qx "{\"queue\":\"$q\",\"action\":\"trimmed\",\"id\":\"$q-done\"}" passes.out
+		assert_equal "$(status_of $q $q-k)" queued
+	done
+}
+
+# registry_port: the port of the primary that serves aq:queues.
+registry_port() { owner "$(ncli 1 cluster keyslot aq:queues)"; }
+
+@test "aq-sweep with a ledger: archives the queues of three nodes; a node that lost its data gets its jobs back, and the registry on another node learns of them" {
+	pg_bin >/dev/null || skip "Debian's postgresql package is not installed"
+	pg_start
+	export AQ_DATABASE_URL=$PG_URL
+	# a queue with unfinished jobs, served by another node than the registry
+	for q in b c; do
+		[ "$(owner "$(slot_of $q)")" != "$(registry_port)" ] && lost=$q && break
+	done
+	for q in a b c; do seq 1 5 | jq -c '{n: .}' | aq-enqueue -q $q >/dev/null; done
+	aq-worker -q a --burst -- cat >/dev/null
+	run aq-sweep
+	assert_success
+	assert_equal "$(psql_aq "SELECT queue, status, count(*) FROM aq.jobs GROUP BY 1, 2 ORDER BY 1, 2" | paste -sd' ')" \
+	    "a|succeeded|5 b|queued|5 c|queued|5"
+	redis-cli -p "$(owner "$(slot_of $lost)")" flushall >/dev/null
+	redis-cli -p "$(registry_port)" srem aq:queues "$lost" >/dev/null
+	run aq-sweep
+	assert_success
+	assert_equal "$(grep -c "\"queue\":\"$lost\",\"action\":\"restored\"" <<<"$output")" 5
+	refute_output --regexp '"queue":"[^"]*","action":"restored".*"queue":"[^'"$lost"']'
+	assert_equal "$(redis-cli -c -p "$(port_of 1)" smembers aq:queues | sort | paste -sd' ')" "a b c"
+	# a second pass restores nothing: each queue's ledger key records its node
+	run aq-sweep
+	assert_success
+	refute_output --partial restored
+	for q in b c; do aq-worker -q $q --burst -- cat >/dev/null; done
+	run aq-sweep
+	assert_success
+	assert_equal "$(psql_aq "SELECT queue, status, count(*) FROM aq.jobs GROUP BY 1, 2 ORDER BY 1, 2" | paste -sd' ')" \
+	    "a|succeeded|5 b|succeeded|5 c|succeeded|5"
+}
+
+@test "aq-health reports each primary of the cluster, and the queues of each from its node" {
+	for q in a b c; do seq 1 3 | jq -c '{n: .}' | aq-enqueue -q $q >/dev/null; done
+	run --separate-stderr aq-health
+	assert_success
+	assert_equal "$stderr" "aq-health: OK: 3 queues, 0 live workers"
+	assert_equal "$(jq -r '.redis.reachable' <<<"$output")" true
+	assert_equal "$(jq '.redis.nodes | length' <<<"$output")" 3
+	assert_equal "$(jq '[.redis.nodes[].slots] | add' <<<"$output")" 16384
+	assert_equal "$(jq -r '[.redis.nodes[] | .reachable, .cluster_state | tostring] | unique | join(" ")' <<<"$output")" "ok true"
+	assert_equal "$(jq -r '.redis.nodes[] | .node' <<<"$output" | sort | paste -sd' ')" \
+	    "$(for q in a b c; do echo "127.0.0.1:$(owner "$(slot_of $q)")"; done | sort | paste -sd' ')"
+	assert_equal "$(jq -r '.queues[] | .queue + " " + (.waiting|tostring)' <<<"$output" | paste -sd,)" "a 3,b 3,c 3"
+	run --separate-stderr aq-health --prometheus
+	assert_success
+	assert_equal "$(grep -c '^aq_redis_node_up{node="127.0.0.1:[0-9]*"} 1$' <<<"$output")" 3
+	assert_line 'aq_up 1'
+	assert_line 'aq_queue_waiting{queue="b"} 3'
+}
+
+# This test stops a primary for good: it comes last.
+@test "a primary down: aq-health is CRITICAL naming it and reports the other queues; aq-sweep sweeps the other nodes and exits 69" {
+	for n in 1 2 3 4 5 6; do ncli $n config set cluster-require-full-coverage no >/dev/null; done
+	for q in a b c; do aq-enqueue -q $q --id "$q-1" '{}' >/dev/null; done
+	for q in a c; do aq-worker -q $q --burst -- cat >/dev/null; done
+	dead=$(owner "$(slot_of b)")
+	# its replica must not take over during the test
+	redis-cli -p "$(replica_of "$dead")" config set cluster-replica-no-failover yes >/dev/null
+	redis-cli -p "$dead" shutdown nosave || true
+	wait_for 100 eval "! redis-cli -p $dead ping"
+	# -q: the registry, aq:queues, may be on the node that is down
+	run --separate-stderr aq-health -q a -q b -q c
+	assert_failure 2
+	assert_equal "$(jq -r '.redis.reachable' <<<"$output")" false
+	assert_equal "$(jq -r ".redis.nodes[] | select(.node == \"127.0.0.1:$dead\") | .reachable" <<<"$output")" false
+	assert_equal "$(jq -r '.queues[] | .queue' <<<"$output" | paste -sd' ')" \
+	    "$(for q in a c; do [ "$(owner "$(slot_of $q)")" = "$dead" ] || echo $q; done | paste -sd' ')"
+	assert_equal "$(jq -r '.status' <<<"$output")" CRITICAL
+	assert_equal "$stderr" "aq-health: CRITICAL: redis at $AQ_REDIS_URL: 127.0.0.1:$dead, a node of the cluster: Connection refused ($(jq -r ".redis.nodes[] | select(.node == \"127.0.0.1:$dead\") | .slots" <<<"$output") slots); queue b: no figures: its node 127.0.0.1:$dead does not answer"
+	run --separate-stderr aq-sweep -q a -q b -q c --retention 0
+	assert_failure 69
+	assert_equal "$stderr" "aq-sweep: cannot connect to redis at $AQ_REDIS_URL: 127.0.0.1:$dead, a node of the cluster: Connection refused"
+	# the queues of the other nodes were swept
+	assert_equal "$(jq -r '.queue + " " + .action + " " + .id' <<<"$output" | paste -sd,)" "a trimmed a-1,c trimmed c-1"
+	run aq-sweep -q a -q c
+	assert_success
+	assert_output ""
 }

@@ -103,7 +103,6 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
-	s.cfg.cluster_ok = 1;
 	config_parse_shared(&s.cfg, argc, argv, usage);
 	config_finish(&s.cfg);
 	stdout_watch();

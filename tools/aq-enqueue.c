@@ -832,7 +832,6 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&e.cfg);
-	e.cfg.cluster_ok = 1;
 	job_options_init(&e.opt);
 	parse_options(&e, argc, argv);
 	config_finish(&e.cfg);

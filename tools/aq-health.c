@@ -10,6 +10,7 @@
 
 #include "archive.h"
 #include "clock.h"
+#include "cluster.h"
 #include "config.h"
 #include "flow.h"
 #include "id.h"
@@ -34,6 +35,20 @@ static const char *counters[] = {"enqueued", "succeeded", "failed", "retried",
 	"recovered", "cancelled"};
 #define NCOUNTERS (sizeof counters / sizeof counters[0])
 
+/* A Redis server: the one of the URL, or a primary of the cluster. */
+struct node {
+	struct url_addr at;          /* a primary of the cluster */
+	unsigned slots;              /* the slots it serves */
+	redisContext *c;
+	int reachable;
+	char why[REDIS_ERR_MAX];     /* when not reachable */
+	double latency_ms;
+	char version[32];
+	long long used_memory;
+	int cluster_fail;            /* CLUSTER INFO says cluster_state:fail */
+	int script_loaded;
+};
+
 struct figures {
 	const char *queue;
 	long long waiting, delayed, active, workers, oldest_ms, now_ms;
@@ -44,6 +59,7 @@ struct figures {
 	long long paused;            /* 1 while aq-queue pause holds it */
 	long long blocked;           /* jobs waiting for their parents */
 	struct flow_state flow;      /* limits, throttle hold (aq-queue limit) */
+	struct node *node;           /* where its keys are */
 	redisReply *worker_list;     /* --workers: ids, then HGETALL replies */
 	redisReply **worker_info;
 };
@@ -59,17 +75,18 @@ struct health {
 	int nqueues;
 	int list_workers, prometheus;
 	struct limits depth, age_ms, workers, archive_lag;
-	redisContext *redis;
+	struct node *nodes;          /* one, or a cluster's primaries */
+	int nnodes;
+	struct cluster_map map;      /* with a cluster URL */
 	struct ledger ledger;        /* with --database-url */
 	int ledger_up;
 	double ledger_latency_ms;
-	int reachable;
-	char why[REDIS_ERR_MAX];     /* when not reachable */
-	double latency_ms;
-	char version[32];
-	long long used_memory;
+	int reachable;               /* every node answered */
+	char why[REDIS_ERR_MAX];     /* when not: the map's or the node's */
 	struct figures *fig;
 	int nfig;
+	const char **unread;         /* queues whose node did not answer */
+	int nunread;
 	enum level level;
 	char alerts[ALERTS_MAX][REDIS_ERR_MAX + 256];
 	int nalerts;
@@ -109,16 +126,41 @@ alert(struct health *h, enum level l, const char *fmt, ...)
 /* ---- gathering -------------------------------------------------------- */
 
 /* A reply, or NULL after marking Redis unreachable with the reason. */
-static redisReply *
-ask(struct health *h, int argc, const char **argv)
-{
-	redisReply *r = redisCommandArgv(h->redis, argc, argv, NULL);
+/* Node n failed, and why: on a cluster, the node is named first, as the
+ * messages of a connection to a node are. */
+static void node_failed(struct node *n, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
+static void
+node_failed(struct node *n, const char *fmt, ...)
+{
+	va_list ap;
+	size_t off = 0;
+
+	if (n->at.port) /* a node of a cluster */
+		off = (size_t)snprintf(n->why, sizeof n->why, "%s:%d, a node of the "
+		    "cluster: ", n->at.host, n->at.port);
+	if (off < sizeof n->why) {
+		va_start(ap, fmt);
+		vsnprintf(n->why + off, sizeof n->why - off, fmt, ap);
+		va_end(ap);
+	}
+	n->reachable = 0;
+}
+
+/* A reply of node n, or NULL (an error): n is then unreachable, and why. */
+static redisReply *
+ask(struct node *n, int argc, const char **argv)
+{
+	redisReply *r;
+
+	if (!n->reachable)
+		return NULL;
+	r = redisCommandArgv(n->c, argc, argv, NULL);
 	if (!r || r->type == REDIS_REPLY_ERROR) {
-		snprintf(h->why, sizeof h->why, "%s failed: %s", argv[0],
-		    r ? r->str : h->redis->errstr);
+		node_failed(n, "%s failed: %s", argv[0], r ? r->str : n->c->errstr);
 		freeReplyObject(r);
-		h->reachable = 0;
+		n->reachable = 0;
 		return NULL;
 	}
 	return r;
@@ -132,37 +174,117 @@ info_number(const char *info, const char *field)
 	return p ? atoll(p + strlen(field)) : -1;
 }
 
+/* Connect to n and read its figures: PING's round trip, version, memory
+ * and, on a cluster, whether it sees the cluster failed. */
 static void
-check_redis(struct health *h)
+check_node(struct health *h, struct node *n)
 {
 	char err[REDIS_ERR_MAX];
 	int code;
 	double t0;
-	const char *ping[] = {"PING"}, *info[] = {"INFO", "server"}, *mem[] = {"INFO", "memory"};
+	const char *ping[] = {"PING"}, *info[] = {"INFO", "server"},
+	    *mem[] = {"INFO", "memory"}, *cluster[] = {"CLUSTER", "INFO"};
 	redisReply *r;
 
-	h->redis = redis_try_connect(&h->cfg.redis, err, sizeof err, &code);
-	if (!h->redis) {
-		snprintf(h->why, sizeof h->why, "%s", err);
+	if (h->cfg.redis.kind == URL_CLUSTER)
+		n->c = redis_try_connect_at(&h->cfg.redis, &n->at, err, sizeof err, &code);
+	else
+		n->c = redis_try_connect(&h->cfg.redis, err, sizeof err, &code);
+	if (!n->c) {
+		snprintf(n->why, sizeof n->why, "%s", err);
 		return;
 	}
-	h->reachable = 1;
+	n->reachable = 1;
 	t0 = clock_mono_exact_ms();
-	if (!(r = ask(h, 1, ping)))
+	if (!(r = ask(n, 1, ping)))
 		return;
-	h->latency_ms = clock_mono_exact_ms() - t0;
+	n->latency_ms = clock_mono_exact_ms() - t0;
 	freeReplyObject(r);
-	if (!(r = ask(h, 2, info)))
+	if (!(r = ask(n, 2, info)))
 		return;
 	const char *v = strstr(r->str, "redis_version:");
 	if (v)
-		snprintf(h->version, sizeof h->version, "%.*s",
+		snprintf(n->version, sizeof n->version, "%.*s",
 		    (int)strcspn(v + 14, "\r\n"), v + 14);
 	freeReplyObject(r);
-	if (!(r = ask(h, 2, mem)))
+	if (!(r = ask(n, 2, mem)))
 		return;
-	h->used_memory = info_number(r->str, "used_memory:");
+	n->used_memory = info_number(r->str, "used_memory:");
 	freeReplyObject(r);
+	if (h->cfg.redis.kind == URL_CLUSTER && (r = ask(n, 2, cluster))) {
+		n->cluster_fail = strstr(r->str, "cluster_state:fail") != NULL;
+		freeReplyObject(r);
+	}
+}
+
+/* The primaries of the cluster, from its slot map, with their slots. */
+static void
+list_nodes(struct health *h)
+{
+	for (size_t i = 0; i < h->map.n; i++) {
+		const struct cluster_range *r = &h->map.ranges[i];
+		int k = 0;
+		while (k < h->nnodes && !(h->nodes[k].at.port == r->primary.port &&
+		    strcmp(h->nodes[k].at.host, r->primary.host) == 0))
+			k++;
+		if (k == h->nnodes) {
+			h->nodes = xrealloc(h->nodes, (size_t)(k + 1) * sizeof *h->nodes);
+			memset(&h->nodes[k], 0, sizeof h->nodes[k]);
+			h->nodes[k].at = r->primary;
+			h->nnodes++;
+		}
+		h->nodes[k].slots += r->hi - r->lo + 1;
+	}
+}
+
+/* Redis is reachable while every node is; why not is the first one's
+ * reason (a cluster's, naming the node). */
+static void
+note_unreachable(struct health *h)
+{
+	for (int i = 0; i < h->nnodes && h->reachable; i++) {
+		const struct node *n = &h->nodes[i];
+		if (n->reachable)
+			continue;
+		h->reachable = 0;
+		snprintf(h->why, sizeof h->why, "%s", n->why);
+	}
+}
+
+/* The node of key (any key of a queue, or PREFIX:queues): the one server,
+ * or the primary serving its slot; NULL when none does. */
+static struct node *
+node_of(struct health *h, const char *key)
+{
+	const struct url_addr *a;
+
+	if (h->cfg.redis.kind != URL_CLUSTER)
+		return h->nnodes ? &h->nodes[0] : NULL;
+	if (!(a = cluster_map_node(&h->map, cluster_key_slot(key, strlen(key)))))
+		return NULL;
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i].at.port == a->port && strcmp(h->nodes[i].at.host, a->host) == 0)
+			return &h->nodes[i];
+	return NULL;
+}
+
+/* Every server: the URL's, or each primary of the cluster's map. Redis is
+ * reachable when all of them answered. */
+static void
+check_redis(struct health *h)
+{
+	if (h->cfg.redis.kind == URL_CLUSTER) {
+		if (cluster_map_read(&h->cfg.redis, &h->map, h->why, sizeof h->why) < 0)
+			return;
+		list_nodes(h);
+	} else {
+		h->nodes = xcalloc(1, sizeof *h->nodes);
+		h->nnodes = 1;
+	}
+	h->reachable = 1;
+	for (int i = 0; i < h->nnodes; i++)
+		check_node(h, &h->nodes[i]);
+	note_unreachable(h);
 }
 
 /* The ledger answers (a connection and a query), or why not in its err. */
@@ -187,13 +309,24 @@ list_queues(struct health *h)
 {
 	struct keys k;
 	const char *argv[2] = {"SMEMBERS", k.queues};
+	struct node *n;
 	redisReply *r;
 
 	if (h->nqueues > 0)
 		return;
 	keys_init(&k, h->cfg.prefix, "x");
-	if (!(r = ask(h, 2, argv)))
+	if (!(n = node_of(h, k.queues))) {
+		alert(h, CRITICAL, "no node of the cluster serves %s: the queues "
+		    "are not known", k.queues);
 		return;
+	}
+	if (!(r = ask(n, 2, argv))) {
+		if (h->cfg.redis.kind == URL_CLUSTER)
+			alert(h, CRITICAL, "the queues are not known: %s is on node "
+			    "%s:%d, which does not answer (-q names them)", k.queues,
+			    n->at.host, n->at.port);
+		return;
+	}
 	if (r->elements > QUEUES_MAX)
 		alert(h, WARNING, "%zu queues: only %d are looked at", r->elements,
 		    QUEUES_MAX);
@@ -236,13 +369,13 @@ read_workers(struct health *h, struct figures *f)
 
 	keys_init(&k, h->cfg.prefix, f->queue);
 	snprintf(now, sizeof now, "%lld", f->now_ms);
-	if (!(f->worker_list = ask(h, 4, argv)))
+	if (!(f->worker_list = ask(f->node, 4, argv)))
 		return;
 	f->worker_info = xcalloc(f->worker_list->elements + 1, sizeof *f->worker_info);
 	for (size_t i = 0; i < f->worker_list->elements; i++) {
 		const char *hget[] = {"HGETALL", key};
 		keys_worker(&k, f->worker_list->element[i]->str, key, sizeof key);
-		if (!(f->worker_info[i] = ask(h, 2, hget)))
+		if (!(f->worker_info[i] = ask(f->node, 2, hget)))
 			return;
 	}
 }
@@ -256,8 +389,8 @@ cmp_queue(const void *a, const void *b)
 /* The figures of queue from health.lua, loaded again on NOSCRIPT; as
  * script_try_call, NULL with err set when it could not be loaded. */
 static redisReply *
-call_health(struct health *h, struct script_args *a, const char *queue,
-    char *err, size_t errlen)
+call_health(struct health *h, struct node *n, struct script_args *a,
+    const char *queue, char *err, size_t errlen)
 {
 	struct keys k;
 
@@ -266,52 +399,78 @@ call_health(struct health *h, struct script_args *a, const char *queue,
 	script_args_queue_keys(a, &k);
 	script_args_arg(a, k.base);
 	script_args_arg(a, ARCHIVE_GROUP);
-	return script_try_call(h->redis, a, err, errlen);
+	return script_try_call(n->c, a, err, errlen);
 }
 
+/* The figures of queue from its node, into f; -1 when there are none
+ * (the node failed: unreachable, why said; or an unexpected reply: alert). */
+static int
+read_queue(struct health *h, struct node *n, struct script_args *call,
+    const char *queue, struct figures *f)
+{
+	char err[512];
+	redisReply *r;
+
+	if (!n->script_loaded) {
+		if (script_try_load(n->c, &script_health, err, sizeof err) < 0) {
+			node_failed(n, "%s", err);
+			return -1;
+		}
+		n->script_loaded = 1;
+	}
+	r = call_health(h, n, call, queue, err, sizeof err);
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements != HEALTH_FIGURES) {
+		alert(h, UNKNOWN, "queue %s: unexpected reply from the health "
+		    "script", queue);
+		freeReplyObject(r);
+		return -1;
+	}
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		if (!r && err[0]) /* it could not be loaded again */
+			node_failed(n, "%s", err);
+		else
+			node_failed(n, "the health script failed: %s",
+			    r && r->type == REDIS_REPLY_ERROR ? r->str : n->c->errstr);
+		freeReplyObject(r);
+		return -1;
+	}
+	f->queue = queue;
+	f->node = n;
+	read_figures(f, r);
+	freeReplyObject(r);
+	return 0;
+}
+
+/* The figures of every queue whose node answers. On a cluster, a queue
+ * whose node does not is named in an alert; on one server, the alert
+ * about Redis says it all. */
 static void
 check_queues(struct health *h)
 {
 	struct script_args call = {0};
-	char err[512];
+	struct keys k;
 
 	if (h->nqueues == 0) { /* all of them: in a stable order */
 		list_queues(h);
 		qsort(h->queues, (size_t)h->nqueues, sizeof h->queues[0], cmp_queue);
 	}
 	h->fig = xcalloc((size_t)h->nqueues + 1, sizeof *h->fig);
-	if (h->reachable && script_try_load(h->redis, &script_health, err, sizeof err) < 0) {
-		snprintf(h->why, sizeof h->why, "%s", err);
-		h->reachable = 0;
-		return;
-	}
-	for (int i = 0; i < h->nqueues && h->reachable; i++) {
-		redisReply *r = call_health(h, &call, h->queues[i], err, sizeof err);
-		if (r && r->type == REDIS_REPLY_ARRAY && r->elements != HEALTH_FIGURES) {
-			alert(h, UNKNOWN, "queue %s: unexpected reply from the health "
-			    "script", h->queues[i]);
-			freeReplyObject(r);
-			continue;
+	h->unread = xcalloc((size_t)h->nqueues + 1, sizeof *h->unread);
+	for (int i = 0; i < h->nqueues; i++) {
+		struct node *n;
+		keys_init(&k, h->cfg.prefix, h->queues[i]);
+		n = node_of(h, k.base);
+		if (n && n->reachable &&
+		    read_queue(h, n, &call, h->queues[i], &h->fig[h->nfig]) == 0) {
+			if (h->list_workers)
+				read_workers(h, &h->fig[h->nfig]);
+			h->nfig++;
+		} else if (!n || !n->reachable) {
+			h->unread[h->nunread++] = h->queues[i];
 		}
-		if (!r || r->type != REDIS_REPLY_ARRAY) {
-			if (!r && err[0]) /* it could not be loaded again */
-				snprintf(h->why, sizeof h->why, "%s", err);
-			else
-				snprintf(h->why, sizeof h->why, "the health script "
-				    "failed: %s", r && r->type == REDIS_REPLY_ERROR ?
-				    r->str : h->redis->errstr);
-			h->reachable = 0;
-			freeReplyObject(r);
-			break;
-		}
-		h->fig[h->nfig].queue = h->queues[i];
-		read_figures(&h->fig[h->nfig], r);
-		freeReplyObject(r);
-		if (h->list_workers)
-			read_workers(h, &h->fig[h->nfig]);
-		h->nfig++;
 	}
 	script_args_free(&call);
+	note_unreachable(h);
 }
 
 /* ---- judging ---------------------------------------------------------- */
@@ -365,6 +524,43 @@ archive_lag(const struct figures *f)
 	return f->unarchived + (f->log_lag > 0 ? f->log_lag : 0);
 }
 
+/* A cluster: each primary that does not answer or sees the cluster
+ * failed, and slots no primary serves, are critical. */
+static void
+judge_cluster(struct health *h)
+{
+	char shown[1024];
+	unsigned served = 0;
+
+	url_display(&h->cfg.redis, shown, sizeof shown);
+	for (int i = 0; i < h->nnodes; i++) {
+		const struct node *n = &h->nodes[i];
+		served += n->slots;
+		if (!n->reachable)
+			alert(h, CRITICAL, "redis at %s: %s (%u slots)", shown, n->why,
+			    n->slots);
+		else if (n->cluster_fail)
+			alert(h, CRITICAL, "redis at %s: node %s:%d says "
+			    "cluster_state:fail (CLUSTER INFO)", shown, n->at.host,
+			    n->at.port);
+	}
+	for (int i = 0; i < h->nunread; i++) {
+		struct keys k;
+		const struct node *n;
+		keys_init(&k, h->cfg.prefix, h->unread[i]);
+		if ((n = node_of(h, k.base)))
+			alert(h, CRITICAL, "queue %s: no figures: its node %s:%d "
+			    "does not answer", h->unread[i], n->at.host, n->at.port);
+		else
+			alert(h, CRITICAL, "queue %s: no figures: no node of the "
+			    "cluster serves its slot", h->unread[i]);
+	}
+	if (served < CLUSTER_SLOTS)
+		alert(h, CRITICAL, "redis at %s: %u of %d slots are served by no "
+		    "node (CLUSTER SLOTS): their queues cannot be used", shown,
+		    CLUSTER_SLOTS - served, CLUSTER_SLOTS);
+}
+
 static void
 judge(struct health *h)
 {
@@ -373,7 +569,9 @@ judge(struct health *h)
 	if (h->cfg.database_url && !h->ledger_up)
 		alert(h, CRITICAL, "postgresql ledger at %s: %s", h->ledger.shown,
 		    h->ledger.err);
-	if (!h->reachable) {
+	if (h->cfg.redis.kind == URL_CLUSTER && h->nnodes > 0)
+		judge_cluster(h);
+	else if (!h->reachable) {
 		alert(h, CRITICAL, "redis at %s: %s", url_display(&h->cfg.redis, shown,
 		    sizeof shown), h->why);
 		return;
@@ -454,7 +652,7 @@ json_queue(struct jbuf *b, const struct figures *f)
 		jb_null(b);
 	jb_kint(b, "workers", f->workers);
 	jb_key(b, "paused");
-	jb_raw(b, f->paused ? "true" : "false", f->paused ? 4 : 5);
+	jb_bool(b, f->paused);
 	flow_json(b, &f->flow, 1);
 	for (size_t c = 0; c < NCOUNTERS; c++)
 		jb_kint(b, counters[c], f->count[c]);
@@ -481,7 +679,7 @@ json_ledger(struct health *h)
 	jb_obj_begin(b);
 	jb_kstr(b, "url", h->ledger.shown);
 	jb_key(b, "reachable");
-	jb_raw(b, h->ledger_up ? "true" : "false", h->ledger_up ? 4 : 5);
+	jb_bool(b, h->ledger_up);
 	if (h->ledger_up) {
 		snprintf(ms, sizeof ms, "%.3f", h->ledger_latency_ms);
 		jb_key(b, "latency_ms");
@@ -493,10 +691,52 @@ json_ledger(struct health *h)
 }
 
 static void
+json_node_figures(struct jbuf *b, const struct node *n)
+{
+	char ms[32];
+
+	snprintf(ms, sizeof ms, "%.3f", n->latency_ms);
+	jb_key(b, "latency_ms");
+	jb_raw(b, ms, strlen(ms));
+	jb_kstr(b, "version", n->version);
+	jb_kint(b, "used_memory", n->used_memory);
+}
+
+/* A cluster's primaries: "nodes":[{"node","slots","reachable",...}]. */
+static void
+json_nodes(struct health *h)
+{
+	struct jbuf *b = &h->out;
+	char addr[URL_HOST_MAX + 16];
+
+	jb_key(b, "nodes");
+	jb_raw(b, "[", 1);
+	for (int i = 0; i < h->nnodes; i++) {
+		const struct node *n = &h->nodes[i];
+		if (i)
+			jb_raw(b, ",", 1);
+		jb_obj_begin(b);
+		snprintf(addr, sizeof addr, "%s:%d", n->at.host, n->at.port);
+		jb_kstr(b, "node", addr);
+		jb_kint(b, "slots", n->slots);
+		jb_key(b, "reachable");
+		jb_bool(b, n->reachable);
+		if (n->reachable) {
+			json_node_figures(b, n);
+			jb_kstr(b, "cluster_state", n->cluster_fail ? "fail" : "ok");
+		} else {
+			jb_kstr(b, "error", n->why);
+		}
+		jb_obj_end(b);
+	}
+	jb_raw(b, "]", 1);
+}
+
+static void
 print_json(struct health *h)
 {
 	struct jbuf *b = &h->out;
-	char shown[1024], ms[32];
+	char shown[1024];
 
 	jb_obj_begin(b);
 	jb_kstr(b, "status", level_names[h->level]);
@@ -504,16 +744,16 @@ print_json(struct health *h)
 	jb_obj_begin(b);
 	jb_kstr(b, "url", url_display(&h->cfg.redis, shown, sizeof shown));
 	jb_key(b, "reachable");
-	jb_raw(b, h->reachable ? "true" : "false", h->reachable ? 4 : 5);
-	if (h->reachable) {
-		snprintf(ms, sizeof ms, "%.3f", h->latency_ms);
-		jb_key(b, "latency_ms");
-		jb_raw(b, ms, strlen(ms));
-		jb_kstr(b, "version", h->version);
-		jb_kint(b, "used_memory", h->used_memory);
+	jb_bool(b, h->reachable);
+	if (h->cfg.redis.kind == URL_CLUSTER) {
+		if (!h->reachable)
+			jb_kstr(b, "error", h->why);
+		json_nodes(h);
+	} else if (h->reachable) {
+		json_node_figures(b, &h->nodes[0]);
 		if (h->cfg.redis.kind == URL_SENTINEL) { /* the server they named */
-			snprintf(shown, sizeof shown, "%s:%d", h->redis->tcp.host,
-			    h->redis->tcp.port);
+			snprintf(shown, sizeof shown, "%s:%d", h->nodes[0].c->tcp.host,
+			    h->nodes[0].c->tcp.port);
 			jb_kstr(b, "primary", shown);
 		}
 	} else {
@@ -603,6 +843,29 @@ prom_workers(const struct health *h)
 	}
 }
 
+/* A cluster: the same figures per primary, labelled node="host:port". */
+static void
+prom_nodes(const struct health *h)
+{
+	prom_head("aq_redis_node_up", "gauge",
+	    "1 when the cluster's primary answered, 0 when it did not.");
+	for (int i = 0; i < h->nnodes; i++)
+		printf("aq_redis_node_up{node=\"%s:%d\"} %d\n", h->nodes[i].at.host,
+		    h->nodes[i].at.port, h->nodes[i].reachable);
+	prom_head("aq_redis_latency_seconds", "gauge", "Round trip of a PING.");
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i].reachable)
+			printf("aq_redis_latency_seconds{node=\"%s:%d\"} %.6f\n",
+			    h->nodes[i].at.host, h->nodes[i].at.port,
+			    h->nodes[i].latency_ms / 1000);
+	prom_head("aq_redis_used_memory_bytes", "gauge", "Memory Redis uses.");
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i].reachable)
+			printf("aq_redis_used_memory_bytes{node=\"%s:%d\"} %lld\n",
+			    h->nodes[i].at.host, h->nodes[i].at.port,
+			    h->nodes[i].used_memory);
+}
+
 static void
 print_prometheus(struct health *h)
 {
@@ -610,11 +873,13 @@ print_prometheus(struct health *h)
 	printf("aq_up %d\n", h->reachable);
 	prom_head("aq_health_status", "gauge", "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.");
 	printf("aq_health_status %d\n", (int)h->level);
-	if (h->reachable) {
+	if (h->cfg.redis.kind == URL_CLUSTER)
+		prom_nodes(h);
+	else if (h->reachable) {
 		prom_head("aq_redis_latency_seconds", "gauge", "Round trip of a PING.");
-		printf("aq_redis_latency_seconds %.6f\n", h->latency_ms / 1000);
+		printf("aq_redis_latency_seconds %.6f\n", h->nodes[0].latency_ms / 1000);
 		prom_head("aq_redis_used_memory_bytes", "gauge", "Memory Redis uses.");
-		printf("aq_redis_used_memory_bytes %lld\n", h->used_memory);
+		printf("aq_redis_used_memory_bytes %lld\n", h->nodes[0].used_memory);
 	}
 	prom_queue_gauge(h, "aq_queue_waiting", "Jobs queued and ready to run.",
 	    offsetof(struct figures, waiting));
@@ -749,11 +1014,15 @@ cleanup(struct health *h, int given)
 		freeReplyObject(f->worker_list);
 	}
 	free(h->fig);
+	free(h->unread);
 	if (!given)
 		for (int i = 0; i < h->nqueues; i++)
 			free((char *)h->queues[i]);
-	if (h->redis)
-		redisFree(h->redis);
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i].c)
+			redisFree(h->nodes[i].c);
+	free(h->nodes);
+	cluster_map_free(&h->map);
 	ledger_close(&h->ledger);
 	jb_free(&h->out);
 	config_free(&h->cfg);
@@ -775,7 +1044,7 @@ main(int argc, char **argv)
 	given = h.nqueues > 0;
 	check_redis(&h);
 	check_ledger(&h);
-	if (h.reachable)
+	if (h.nnodes > 0)
 		check_queues(&h);
 	judge(&h);
 	if (h.prometheus)

@@ -146,7 +146,6 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&p.cfg);
-	p.cfg.cluster_ok = 1;
 	parse_options(&p, argc, argv);
 	config_finish(&p.cfg);
 	keys_init(&p.keys, p.cfg.prefix, p.cfg.queue);

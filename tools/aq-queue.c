@@ -92,7 +92,7 @@ state_of(struct queue_run *s, const char *queue)
 	jb_obj_begin(&s->out);
 	jb_kstr(&s->out, "queue", queue);
 	jb_key(&s->out, "paused");
-	jb_raw(&s->out, paused ? "true" : "false", paused ? 4 : 5);
+	jb_bool(&s->out, paused);
 	jb_kint(&s->out, "waiting", figure(r, 1));
 	jb_kint(&s->out, "delayed", figure(r, 2));
 	jb_kint(&s->out, "running", figure(r, 3));
@@ -276,7 +276,6 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
-	s.cfg.cluster_ok = 1;
 	parse_options(&s, argc, argv);
 	parse_command(&s, argc, argv);
 	config_finish(&s.cfg);

@@ -786,7 +786,6 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&s.cfg);
-	s.cfg.cluster_ok = 1;
 	parse_options(&s, argc, argv);
 	config_finish(&s.cfg);
 	stdout_watch();

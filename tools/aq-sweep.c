@@ -20,6 +20,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "mem.h"
+#include "pool.h"
 #include "redis.h"
 #include "script.h"
 
@@ -52,7 +53,11 @@ struct sweeper {
 	long long every_ms, max_wait_ms, retention_ms;
 	long log_cap, batch;
 	long long restore_grace_ms;
-	redisContext *redis;
+	struct redis_pool pool;      /* one server, or a cluster's nodes */
+	redisContext *redis;         /* of the queue being swept */
+	redisContext *registry;      /* of PREFIX:queues */
+	int pass_failed;             /* Redis failed in this pass: -1, or -2
+	                              * when it refused the credentials */
 	struct ledger ledger;        /* with --database-url: open while usable */
 	struct archiver archiver;
 	int ledger_down;             /* unusable: said once */
@@ -62,7 +67,7 @@ struct sweeper {
 	struct script_args call;     /* an action's call, being built */
 	struct jbuf out;
 	unsigned long actions_taken;
-	int down;                    /* Redis unreachable: said once */
+	int down;                    /* Redis unreachable: said once a pass */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -153,14 +158,14 @@ sweep_action(struct sweeper *s, const char *queue, const struct action *a,
 		size_t step = a->pairs ? 2 : 1, n;
 		if (!r) {
 			warnmsg("lost the connection to redis at %s while sweeping "
-			    "queue %s: %s", url_display(&s->cfg.redis, shown, sizeof shown),
-			    queue, s->redis->errstr);
+			    "queue %s: %s", redis_display(&s->cfg.redis, s->redis, shown,
+			    sizeof shown), queue, s->redis->errstr);
 			return -1;
 		}
 		if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
 		    r->element[0]->type != REDIS_REPLY_INTEGER) {
 			warnmsg("redis at %s refused the %s sweep of queue %s: %s",
-			    url_display(&s->cfg.redis, shown, sizeof shown), a->name,
+			    redis_display(&s->cfg.redis, s->redis, shown, sizeof shown), a->name,
 			    queue, r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 			freeReplyObject(r);
 			return -1;
@@ -210,11 +215,11 @@ list_queues(struct sweeper *s)
 	}
 	keys_init(&k, s->cfg.prefix, "x");
 	argv[1] = k.queues;
-	r = redisCommandArgv(s->redis, 2, argv, NULL);
+	r = redisCommandArgv(s->registry, 2, argv, NULL);
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
 		warnmsg("cannot list the queues at redis %s: %s",
-		    url_display(&s->cfg.redis, shown, sizeof shown),
-		    r ? r->str : s->redis->errstr);
+		    redis_display(&s->cfg.redis, s->registry, shown, sizeof shown),
+		    r ? r->str : s->registry->errstr);
 		freeReplyObject(r);
 		return -1;
 	}
@@ -343,47 +348,118 @@ open_ledger(struct sweeper *s)
 		s->ledger_failed = 1;
 }
 
-/* One pass over the queues. Returns -1 when Redis could not be reached, -2
- * when it refused the credentials, -3 when only the ledger failed. */
+/* Redis failed in this pass: rc is -1, or -2 when it refused the
+ * credentials (which the pass reports before anything else). */
+static void
+mark_failed(struct sweeper *s, int rc)
+{
+	if (!s->pass_failed || rc == -2)
+		s->pass_failed = rc;
+}
+
+/* The connection for a key (of a queue, or PREFIX:queues), from the
+ * pool; NULL when it cannot be made, said once until a pass works. */
+static redisContext *
+connection_for(struct sweeper *s, const char *key)
+{
+	char err[REDIS_ERR_MAX], shown[1024];
+	int code;
+	redisContext *c = redis_pool_try_for(&s->pool, key, err, sizeof err, &code);
+
+	if (!c) {
+		if (!s->down++)
+			warnmsg("cannot connect to redis at %s: %s%s",
+			    url_display(&s->cfg.redis, shown, sizeof shown), err,
+			    s->every_ms >= 0 ? "; trying again each pass" : "");
+		mark_failed(s, code == EX_NOPERM ? -2 : -1);
+	}
+	return c;
+}
+
+/* Forget a connection that failed: the next use connects again. */
+static void
+drop_connection(struct sweeper *s, redisContext *c)
+{
+	if (s->archiver.redis == c)
+		s->archiver.redis = NULL; /* its run id is to be read again */
+	if (s->registry == c)
+		s->registry = NULL;
+	redis_pool_drop(&s->pool, c);
+	mark_failed(s, -1);
+}
+
+/* Sweep one queue on its server; -1 when that server failed (reported).
+ * On a cluster, one node that fails does not stop the others' queues. */
+static int
+sweep_on_its_server(struct sweeper *s, const char *queue)
+{
+	struct keys k;
+
+	keys_init(&k, s->cfg.prefix, queue);
+	if (!(s->redis = connection_for(s, k.base)))
+		return -1;
+	if (s->ledger.conn && s->archiver.redis != s->redis &&
+	    archive_use_server(&s->archiver, s->redis) < 0) {
+		drop_connection(s, s->redis);
+		return -1;
+	}
+	if (sweep_queue(s, queue) < 0) {
+		drop_connection(s, s->redis);
+		return -1;
+	}
+	return 0;
+}
+
+/* Before a pass: with sentinels, connect anew (after a failover, the old
+ * primary takes writes until it is made a replica, and loses them then);
+ * with a cluster, read the slot map again (a slot may have moved). */
+static void
+begin_pass(struct sweeper *s)
+{
+	s->pass_failed = 0;
+	if (s->cfg.redis.kind == URL_SENTINEL) {
+		redis_pool_close(&s->pool);
+		redis_pool_init(&s->pool, &s->cfg.redis);
+		s->archiver.redis = NULL;
+	}
+	redis_pool_remap(&s->pool);
+	s->registry = NULL;
+	s->archiver.registry = NULL;
+}
+
+/* One pass over the queues. Returns -1 when Redis (a node of the cluster)
+ * could not be reached, -2 when it refused the credentials, -3 when only
+ * the ledger failed. */
 static int
 sweep_pass(struct sweeper *s)
 {
-	char err[REDIS_ERR_MAX], shown[1024];
-	int code, rc = 0;
+	char shown[1024];
+	struct keys k;
+	int one_server = s->cfg.redis.kind != URL_CLUSTER;
 
-	if (s->redis && s->cfg.redis.kind == URL_SENTINEL) {
-		/* each pass asks the sentinels: after a failover, the old
-		 * primary takes writes until it is made a replica, and loses
-		 * them then */
-		redisFree(s->redis);
-		s->redis = NULL;
-	}
-	if (!s->redis) {
-		s->redis = redis_try_connect(&s->cfg.redis, err, sizeof err, &code);
-		if (!s->redis) {
-			if (!s->down++)
-				warnmsg("cannot connect to redis at %s: %s%s",
-				    url_display(&s->cfg.redis, shown, sizeof shown), err,
-				    s->every_ms >= 0 ? "; trying again each pass" : "");
-			return code == EX_NOPERM ? -2 : -1;
-		}
-		if (s->down) {
-			warnmsg("redis at %s is back", url_display(&s->cfg.redis, shown,
-			    sizeof shown));
-			s->down = 0;
-		}
-	}
-	s->archiver.redis = s->redis;
+	begin_pass(s);
+	keys_init(&k, s->cfg.prefix, "x");
+	/* the registry: to list the queues, and for the ledger to register
+	 * a queue it restores (on a cluster, a node of its own) */
+	if ((s->nqueues == 0 || s->cfg.database_url) &&
+	    !(s->registry = connection_for(s, k.queues)))
+		return s->pass_failed;
+	s->archiver.registry = s->registry;
 	open_ledger(s);
-	rc = list_queues(s);
-	for (size_t i = 0; rc == 0 && i < s->nnames && !stop_requested; i++)
-		rc = sweep_queue(s, s->names[i]);
+	if (list_queues(s) < 0)
+		drop_connection(s, s->registry);
+	else
+		for (size_t i = 0; i < s->nnames && !stop_requested; i++)
+			if (sweep_on_its_server(s, s->names[i]) < 0 && one_server)
+				break;
 	if (fflush(stdout) != 0)
 		die_output();
-	if (rc < 0) {
-		redisFree(s->redis);
-		s->redis = NULL;
-		return rc;
+	if (s->pass_failed)
+		return s->pass_failed;
+	if (s->down) {
+		warnmsg("redis at %s is back", url_display(&s->cfg.redis, shown,
+		    sizeof shown));
+		s->down = 0;
 	}
 	if (s->ledger_failed && s->ledger.conn && ledger_alive(&s->ledger) < 0) {
 		ledger_close(&s->ledger);
@@ -482,6 +558,7 @@ main(int argc, char **argv)
 	config_init(&s.cfg);
 	parse_options(&s, argc, argv);
 	config_finish(&s.cfg);
+	redis_pool_init(&s.pool, &s.cfg.redis);
 	stdout_watch();
 	ledger_config(&s.cfg);
 	s.archiver = (struct archiver){.url = &s.cfg.redis, .ledger = &s.ledger,
@@ -495,8 +572,7 @@ main(int argc, char **argv)
 		if (!stop_requested)
 			sweep_pass(&s); /* a failure is logged; the next pass retries */
 	}
-	if (s.redis)
-		redisFree(s.redis);
+	redis_pool_close(&s.pool);
 	ledger_close(&s.ledger);
 	clear_names(&s);
 	free(s.names);

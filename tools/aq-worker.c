@@ -86,7 +86,6 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	config_init(&cfg);
-	cfg.cluster_ok = 1;
 	parse_options(&o, &cfg, argc, argv);
 	config_finish(&cfg);
 	/* no slot waits for Redis between two jobs; in line mode, where a job
