@@ -87,7 +87,7 @@ demo:
 	AQ_BIN=$(abspath $(BIN)) sh examples/demo
 
 # The benchmarks, one after the other (figures, not pass/fail; see bench/README.md).
-BENCHES ?= enqueue worker sweep stream health ledger replicas
+BENCHES ?= enqueue worker sweep stream health ledger replicas cluster
 bench: all
 	for b in $(BENCHES); do AQ_BIN=$(abspath $(BIN)) sh bench/$$b || exit 1; done
 

@@ -214,6 +214,25 @@ replica_of() {
 	assert_equal "$(redis-cli -c -p "$(port_of 1)" smembers aq:queues | sort | paste -sd' ')" "a b c"
 }
 
+@test "aq-publish and aq-subscribe: a channel, and the events of jobs on two nodes" {
+	start_bg sub aq-subscribe --count 2 news
+	wait_for 100 eval '[ "$(for n in 1 2 3 4 5 6; do ncli $n pubsub numsub aq:chan:news | tail -1; done | awk "{ s += \$1 } END { print s }")" = 1 ]'
+	echo '{"a":1}' | aq-publish news
+	echo '{"a":2}' | aq-publish news
+	finish sub
+	assert_equal "$(rc_of sub)" 0
+	assert_equal "$(jq -c '[.channel, .data]' "$BATS_TEST_TMPDIR/sub.out" | paste -sd' ')" '["news",{"a":1}] ["news",{"a":2}]'
+	for q in a c; do
+		aq-enqueue -q $q --id "$q-e" '{}' >/dev/null
+		echo '{"step":1}' | aq-publish -q $q --job "$q-e"
+		aq-worker -q $q --burst -- cat >/dev/null
+		run --separate-stderr aq-subscribe -q $q --job "$q-e"
+		assert_success
+		assert_equal "$(jq -r 'select(.type == "event") | .data.step' <<<"$output")" 1
+		assert_equal "${lines[-1]}" '{"type":"end","status":"succeeded"}'
+	done
+}
+
 # status_of Q ID: the status of job ID of queue Q, asked through the cluster.
 status_of() { aq-status -q "$1" "$2" | jq -r .status; }
 
