@@ -296,8 +296,7 @@ on_route_answer(uv_work_t *req, int status)
 	}
 	r->at = r->hint.port != 0 ? r->hint : r->named;
 	r->hint.port = 0;
-	if (was.port != 0 && (strcmp(was.host, r->at.host) != 0 ||
-	    was.port != r->at.port))
+	if (was.port != 0 && !url_addr_equal(&was, &r->at))
 		warnmsg("the %s %s:%d now (was %s:%d); the %s connection follows "
 		    "it", r->url->kind == URL_SENTINEL ? "sentinels name primary "
 		    "of" : "cluster serves the queue from", r->at.host,

@@ -57,8 +57,7 @@ static struct pool_conn *
 find_conn(struct redis_pool *p, const struct url_addr *at)
 {
 	for (size_t i = 0; i < p->n; i++)
-		if (p->conns[i].at.port == at->port &&
-		    strcmp(p->conns[i].at.host, at->host) == 0)
+		if (url_addr_equal(&p->conns[i].at, at))
 			return &p->conns[i];
 	return NULL;
 }

@@ -456,3 +456,9 @@ url_forget(struct redis_url *u)
 	explicit_bzero(u->password, sizeof u->password);
 	explicit_bzero(u->user, sizeof u->user);
 }
+
+int
+url_addr_equal(const struct url_addr *a, const struct url_addr *b)
+{
+	return a->port == b->port && strcmp(a->host, b->host) == 0;
+}

@@ -31,6 +31,9 @@ struct url_addr {
 	int port;                     /* 1..65535 */
 };
 
+/* url_addr_equal: a and b are the same host (as written) and port. */
+int url_addr_equal(const struct url_addr *a, const struct url_addr *b);
+
 enum url_kind {
 	URL_SERVER,                   /* redis:// or unix://: one server */
 	URL_SENTINEL,                 /* redis+sentinel://: the primary they name */

@@ -383,6 +383,17 @@ test_cluster_key_slot(void)
 }
 
 static void
+test_url_addr_equal(void)
+{
+	struct url_addr a = {"127.0.0.1", 7000}, b = {"127.0.0.1", 7000},
+	    c = {"127.0.0.1", 7001}, d = {"localhost", 7000};
+
+	check(url_addr_equal(&a, &b), "url_addr_equal: same host and port");
+	check(!url_addr_equal(&a, &c), "url_addr_equal: another port differs");
+	check(!url_addr_equal(&a, &d), "url_addr_equal: another host differs");
+}
+
+static void
 test_url_rejections(void)
 {
 	for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
@@ -2150,6 +2161,7 @@ main(void)
 	test_url_sentinel();
 	test_url_cluster();
 	test_cluster_key_slot();
+	test_url_addr_equal();
 	test_url_rejections();
 	test_url_errors_hide_password();
 	test_url_display();

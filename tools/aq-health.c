@@ -160,7 +160,6 @@ ask(struct node *n, int argc, const char **argv)
 	if (!r || r->type == REDIS_REPLY_ERROR) {
 		node_failed(n, "%s failed: %s", argv[0], r ? r->str : n->c->errstr);
 		freeReplyObject(r);
-		n->reachable = 0;
 		return NULL;
 	}
 	return r;
@@ -224,8 +223,7 @@ list_nodes(struct health *h)
 	for (size_t i = 0; i < h->map.n; i++) {
 		const struct cluster_range *r = &h->map.ranges[i];
 		int k = 0;
-		while (k < h->nnodes && !(h->nodes[k].at.port == r->primary.port &&
-		    strcmp(h->nodes[k].at.host, r->primary.host) == 0))
+		while (k < h->nnodes && !url_addr_equal(&h->nodes[k].at, &r->primary))
 			k++;
 		if (k == h->nnodes) {
 			h->nodes = xrealloc(h->nodes, (size_t)(k + 1) * sizeof *h->nodes);
@@ -263,7 +261,7 @@ node_of(struct health *h, const char *key)
 	if (!(a = cluster_map_node(&h->map, cluster_key_slot(key, strlen(key)))))
 		return NULL;
 	for (int i = 0; i < h->nnodes; i++)
-		if (h->nodes[i].at.port == a->port && strcmp(h->nodes[i].at.host, a->host) == 0)
+		if (url_addr_equal(&h->nodes[i].at, a))
 			return &h->nodes[i];
 	return NULL;
 }
