@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "log.h"
 #include "route.h"
@@ -268,13 +269,79 @@ redis_die_io(redisContext *c, const struct redis_url *u, const char *doing)
 	    c->err ? c->errstr : "no reply");
 }
 
+/* Move c, in place, to the node at (a cluster's MOVED): connect there
+ * and authenticate as u says. 0, or -1 (c->err set, or err). */
+static int
+move_to(redisContext *c, const struct redis_url *u, const struct url_addr *at)
+{
+	char err[REDIS_ERR_MAX];
+	char *host;
+	int code;
+
+	if (c->connection_type != REDIS_CONN_TCP || !(host = strdup(at->host)))
+		return -1;
+	free(c->tcp.host); /* hiredis's, from its default allocator: malloc */
+	c->tcp.host = host;
+	c->tcp.port = at->port;
+	if (redisReconnect(c) != REDIS_OK ||
+	    redisSetTimeout(c, tv_ms(REDIS_COMMAND_TIMEOUT_MS)) != REDIS_OK)
+		return -1;
+	if (authenticate_and_select(c, u, err, sizeof err, &code) < 0) {
+		if (!c->err)
+			snprintf(c->errstr, sizeof c->errstr, "%.100s", err);
+		c->err = c->err ? c->err : REDIS_ERR_OTHER;
+		return -1;
+	}
+	return 0;
+}
+
+/* The node of "MOVED slot host:port" (an empty host: c's own). */
+static int
+moved_to(const redisContext *c, const char *error, struct url_addr *at)
+{
+	const char *addr = strchr(error + 6, ' '), *colon;
+	size_t n;
+
+	if (!addr || !(colon = strrchr(++addr, ':')) || !colon[1])
+		return -1;
+	n = (size_t)(colon - addr);
+	if (n == 0 && c->tcp.host)
+		snprintf(at->host, sizeof at->host, "%s", c->tcp.host);
+	else if (n < sizeof at->host)
+		snprintf(at->host, sizeof at->host, "%.*s", (int)n, addr);
+	else
+		return -1;
+	at->port = atoi(colon + 1);
+	return at->port > 0 && at->port < 65536 ? 0 : -1;
+}
+
+int
+redis_follow(redisContext *c, const struct redis_url *u, const redisReply *r,
+    int *tries)
+{
+	struct url_addr at;
+
+	if (u->kind != URL_CLUSTER || !r || r->type != REDIS_REPLY_ERROR ||
+	    !route_redirected(r->str) || ++*tries > REDIS_FOLLOW_TRIES)
+		return 0;
+	if (strncmp(r->str, "MOVED ", 6) == 0 && moved_to(c, r->str, &at) == 0)
+		return move_to(c, u, &at) == 0;
+	nanosleep(&(struct timespec){0, REDIS_FOLLOW_WAIT_MS * 1000000L}, NULL);
+	return 1;
+}
+
 redisReply *
 redis_command_ok(redisContext *c, const struct redis_url *u, int argc,
     const char **argv)
 {
 	redisReply *r = redisCommandArgv(c, argc, argv, NULL);
 	char shown[1024];
+	int tries = 0;
 
+	while (redis_follow(c, u, r, &tries)) {
+		freeReplyObject(r);
+		r = redisCommandArgv(c, argc, argv, NULL);
+	}
 	if (!r)
 		redis_die_io(c, u, argv[0]);
 	if (r->type == REDIS_REPLY_ERROR)

@@ -19,6 +19,11 @@
 #define REDIS_RETRY_MIN_MS 100
 #define REDIS_RETRY_MAX_MS 5000
 
+/* How a one-shot command rides out a slot that moves on a cluster: tries,
+ * and the wait before each while the slot is being moved. */
+#define REDIS_FOLLOW_TRIES 100
+#define REDIS_FOLLOW_WAIT_MS 100
+
 /* redis_retry_next: the wait after one of backoff_ms: doubled, capped. */
 int redis_retry_next(int backoff_ms);
 
@@ -45,6 +50,14 @@ redisContext *redis_try_connect_at(const struct redis_url *u,
 /* redis_connect: redis_try_connect, or exit with its code and the message
  * "cannot connect to redis at URL: reason; what to do". */
 redisContext *redis_connect(const struct redis_url *u);
+
+/* redis_follow: r, the reply to a command sent on c (a connection of u),
+ * says a cluster serves the command's slot elsewhere (MOVED: c is moved to
+ * that node), is moving it (ASK, TRYAGAIN) or is down (CLUSTERDOWN: a
+ * short wait). 1: nothing was done, send the command again; 0: r is no
+ * such reply, u is no cluster URL, or *tries (start at 0) ran out. */
+int redis_follow(redisContext *c, const struct redis_url *u,
+    const redisReply *r, int *tries);
 
 /* redis_display: u as url_display shows it, followed for a sentinel or
  * cluster URL by the server c is connected to: "URL (node host:port)". */

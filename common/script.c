@@ -205,6 +205,12 @@ script_call(redisContext *c, const struct redis_url *u, struct script_args *a)
 {
 	char err[512], shown[1024];
 	redisReply *r = script_try_call(c, a, err, sizeof err);
+	int tries = 0;
+
+	while (redis_follow(c, u, r, &tries)) {
+		freeReplyObject(r);
+		r = script_try_call(c, a, err, sizeof err);
+	}
 
 	if (!r && err[0])
 		die(EX_UNAVAILABLE, "redis at %s: %s", url_display(u, shown,

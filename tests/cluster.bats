@@ -119,20 +119,90 @@ stat() { redis-cli -c -p "$(port_of 1)" hget "aq:{$1}:stats" "$2"; }
 	assert_equal "$(redis-cli -c -p "$(port_of 1)" smembers aq:queues | sort | paste -sd' ')" "a b c"
 }
 
-# move_slot SLOT TO_PORT: migrate SLOT, key by key, to the primary TO_PORT.
-move_slot() {
-	local from to keys p
+# begin_move SLOT TO_PORT: mark SLOT as migrating to the primary TO_PORT.
+begin_move() {
+	local from src dst
 	from=$(owner "$1")
 	src=$(redis-cli -p "$from" cluster myid)
 	dst=$(redis-cli -p "$2" cluster myid)
 	redis-cli -p "$2" cluster setslot "$1" importing "$src" >/dev/null
 	redis-cli -p "$from" cluster setslot "$1" migrating "$dst" >/dev/null
+}
+
+# finish_move SLOT TO_PORT: move the keys of SLOT, then the slot itself.
+finish_move() {
+	local from dst keys p n
+	from=$(owner "$1")
+	dst=$(redis-cli -p "$2" cluster myid)
 	while keys=$(redis-cli -p "$from" cluster getkeysinslot "$1" 10 | paste -sd' ') && [ -n "$keys" ]; do
 		# shellcheck disable=SC2086
 		redis-cli -p "$from" migrate 127.0.0.1 "$2" "" 0 5000 keys $keys >/dev/null
 	done
 	for p in "$2" "$from"; do redis-cli -p "$p" cluster setslot "$1" node "$dst" >/dev/null; done
 	for n in 1 2 3 4 5 6; do ncli $n cluster setslot "$1" node "$dst" >/dev/null 2>&1 || true; done
+}
+
+# move_slot SLOT TO_PORT: migrate SLOT, key by key, to the primary TO_PORT.
+move_slot() {
+	begin_move "$@"
+	finish_move "$@"
+}
+
+# other_primary PORT: the port of a primary other than PORT.
+other_primary() {
+	local n p
+	for n in 1 2 3 4 5 6; do
+		p=$(port_of $n)
+		[ "$(redis-cli -p "$p" role | head -1)" = master ] && [ "$p" != "$1" ] && echo "$p" && return
+	done
+}
+
+# errors_of PORT KIND: how many KIND error replies (ASK, MOVED...) the
+# server on PORT has given (INFO errorstats).
+errors_of() {
+	redis-cli -p "$1" info errorstats | tr -d '\r' |
+	    awk -F'[=,]' -v k="errorstat_$2:count" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'
+}
+
+@test "one-shot tools ride out a slot migration: aq-enqueue waits while the slot moves, then follows MOVED; nothing lost, nothing twice" {
+	slot=$(slot_of e)
+	from=$(owner "$slot")
+	to=$(other_primary "$from")
+	aq-enqueue -q e --id first '{}' >/dev/null
+	# an aq-status that reads ids as they come, and the map before the move
+	mkfifo ids
+	start_bg st sh -c "exec aq-status -q e <ids"
+	exec 5>ids
+	echo first >&5
+	wait_for 100 grep -q '"id":"first"' "$BATS_TEST_TMPDIR/st.out"
+	begin_move "$slot" "$to"
+	asks=$(( $(errors_of "$from" ASK) + $(errors_of "$from" TRYAGAIN) ))
+	start_bg enq sh -c 'seq 1 500 | sed "s/.*/{\"n\":&}/" | aq-enqueue -q e'
+	# refused while the slot migrates (some of the script's keys are
+	# there, its new ones not: TRYAGAIN; none: ASK)
+	wait_for 100 eval "[ \$(( \$(errors_of $from ASK) + \$(errors_of $from TRYAGAIN) )) -gt $asks ]"
+	kill -0 "$(pid_of enq)"
+	finish_move "$slot" "$to"
+	finish enq 300
+	assert_equal "$(rc_of enq)" 0
+	assert_equal "$(wc -l <"$BATS_TEST_TMPDIR/enq.out")" 500
+	[ "$(errors_of "$from" MOVED)" -gt 0 ]
+	run aq-queue show -q e
+	assert_success
+	assert_equal "$(jq .waiting <<<"$output")" 501
+	assert_equal "$(redis-cli -p "$to" zcard 'aq:{e}:wait')" 501
+	# the aq-status that started before the move follows MOVED
+	echo first >&5
+	exec 5>&-
+	finish st
+	assert_equal "$(rc_of st)" 0
+	assert_equal "$(jq -r .status "$BATS_TEST_TMPDIR/st.out" | paste -sd' ')" "queued queued"
+	# new ones find the job on its new node
+	run aq-status -q e first
+	assert_success
+	assert_equal "$(jq -r .status <<<"$output")" queued
+	run aq-cancel -q e first
+	assert_success
 }
 
 @test "a slot moved during a run: the worker follows it, a job held across it succeeds once, every job succeeds" {

@@ -19,6 +19,7 @@
 #include "job.h"
 #include "mem.h"
 #include "redis.h"
+#include "route.h"
 #include "script.h"
 #include "waiter.h"
 
@@ -195,20 +196,30 @@ call_batch_now(struct enqueuer *e, struct batch *b)
 	return r;
 }
 
+/* Redis did nothing of a batch that got r: the script cache was emptied
+ * (NOSCRIPT: a restart or SCRIPT FLUSH), or, on a cluster, the queue's
+ * slot is served elsewhere now or is being moved. */
+static int
+batch_refused(const struct enqueuer *e, const redisReply *r)
+{
+	return script_is_noscript(r) || (e->cfg.redis.kind == URL_CLUSTER && r &&
+	    r->type == REDIS_REPLY_ERROR && route_redirected(r->str));
+}
+
 /*
- * The script cache was emptied (a restart or SCRIPT FLUSH) while batches
- * were in flight: read every outstanding reply, load the script again and
- * run, in order, each batch that met NOSCRIPT. Their order is kept.
+ * A batch in flight was refused (batch_refused): read every outstanding
+ * reply, then run again, in order, each refused batch, now, where the
+ * script is loaded again and the slot's node followed (script_call). Their
+ * order is kept.
  */
 static void
-recover_noscript(struct enqueuer *e)
+recover_refused(struct enqueuer *e)
 {
 	for (size_t k = 1; k < e->inflight; k++)
 		read_batch_replies(e, &e->ring[(e->oldest + k) % (PIPELINE_DEPTH + 1)]);
-	script_load(e->redis, &e->cfg.redis, &script_enqueue);
 	for (size_t k = 0; k < e->inflight; k++) {
 		struct batch *b = &e->ring[(e->oldest + k) % (PIPELINE_DEPTH + 1)];
-		if (script_is_noscript(b->reply)) {
+		if (batch_refused(e, b->reply)) {
 			freeReplyObject(b->reply);
 			b->reply = call_batch_now(e, b);
 		}
@@ -333,8 +344,8 @@ complete_oldest(struct enqueuer *e)
 
 	if (!b->reply) {
 		read_batch_replies(e, b);
-		if (script_is_noscript(b->reply))
-			recover_noscript(e);
+		if (batch_refused(e, b->reply))
+			recover_refused(e);
 	}
 	r = b->reply;
 	report_batch(e, b, r);

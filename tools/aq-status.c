@@ -149,8 +149,19 @@ flush_batch(struct status_run *s)
 		if (redisAppendCommandArgv(conns[i], 2, argv, NULL) != REDIS_OK)
 			redis_die_io(conns[i], &s->cfg.redis, "looking up jobs");
 	}
-	for (size_t i = 0; i < s->n; i++) { /* each connection answers in order */
+	for (size_t i = 0; i < s->n; i++) /* each connection answers in order */
 		replies[i] = redis_get_reply(conns[i], &s->cfg.redis, "looking up jobs");
+	for (size_t i = 0; i < s->n; i++) {
+		int tries = 0;
+		if (redis_follow(conns[i], &s->cfg.redis, replies[i], &tries)) {
+			/* the job's slot moved: ask its new node (and the
+			 * connection stays there: the pool learns it by MOVED) */
+			const char *argv[2] = {"HGETALL", key};
+			keys_init(&k, s->cfg.prefix, s->batch[i].queue);
+			keys_job(&k, s->batch[i].id, key, sizeof key);
+			freeReplyObject(replies[i]);
+			replies[i] = redis_command_ok(conns[i], &s->cfg.redis, 2, argv);
+		}
 		if (replies[i]->type == REDIS_REPLY_ERROR)
 			die(EX_UNAVAILABLE, "redis refused HGETALL: %s", replies[i]->str);
 	}
