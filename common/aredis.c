@@ -402,6 +402,28 @@ aredis_follow(struct aredis *r, const struct url_addr *to, const char *why)
 	aredis_drop(r, why);
 }
 
+/* A command Redis refuses is said once a minute at most: an ACL that
+ * lacks it (WAIT under --replicas) refuses it at every call. */
+static void
+say_refusal(struct aredis *r, const char *what, const char *error)
+{
+	uint64_t now = uv_now(r->loop);
+
+	if (strcmp(r->refusal, what) == 0 &&
+	    now - r->refusal_said_ms < AREDIS_REFUSAL_QUIET_MS) {
+		r->refusals_unsaid++;
+		return;
+	}
+	if (strcmp(r->refusal, what) == 0 && r->refusals_unsaid > 0)
+		warnmsg("redis refused %s: %s (%lu times since it was last "
+		    "said)", what, error, r->refusals_unsaid + 1);
+	else
+		warnmsg("redis refused %s: %s", what, error);
+	snprintf(r->refusal, sizeof r->refusal, "%s", what);
+	r->refusal_said_ms = now;
+	r->refusals_unsaid = 0;
+}
+
 int
 aredis_usable(struct aredis *r, const redisReply *reply, const char *what)
 {
@@ -430,6 +452,6 @@ aredis_usable(struct aredis *r, const redisReply *reply, const char *what)
 			redisAsyncDisconnect(r->ac);
 		return 0;
 	}
-	warnmsg("redis refused %s: %s", what, reply->str);
+	say_refusal(r, what, reply->str);
 	return 0;
 }

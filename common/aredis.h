@@ -4,6 +4,7 @@
 #ifndef AQ_AREDIS_H
 #define AQ_AREDIS_H
 
+#include <stdint.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <uv.h>
@@ -17,6 +18,9 @@ struct aredis;
  * selected, scripts loaded) or is lost (0). Commands whose replies were
  * pending when it was lost get their callback with a NULL reply first. */
 typedef void aredis_state_fn(struct aredis *r, int ready, void *ctx);
+
+/* The same refusal of a command is said once in this long at most. */
+#define AREDIS_REFUSAL_QUIET_MS 60000
 
 struct aredis {
 	uv_loop_t *loop;
@@ -32,6 +36,9 @@ struct aredis {
 	int stopping;
 	int backoff_ms;
 	int failures;                 /* in a row, for quieter messages */
+	char refusal[64];             /* the command refused, said at ... */
+	uint64_t refusal_said_ms;     /* ... (uv_now), and since then: */
+	unsigned long refusals_unsaid;
 	int refused;                  /* handshakes refused in a row */
 	int handshake_left;           /* replies awaited before ready */
 	int to_sentinels;             /* aredis_to_sentinels: connect to them */

@@ -175,3 +175,33 @@ denied() { rcli acl log 50 | grep -A1 '^object$' | grep -v '^object$\|^--$' | so
 	refute grep -q s3cret w.err
 	grep -q 'aq-worker:\*\*\*@' w.err
 }
+
+# noperms: how many NOPERM errors Redis has replied (INFO errorstats).
+noperms() {
+	rcli info errorstats | tr -d '\r' | sed -n 's/^errorstat_NOPERM:count=//p' | grep . || echo 0
+}
+
+@test "--replicas with a user that lacks +wait: refused at start (exit 77, naming +wait); taken away under a running worker, its claims go back unstarted and the refusal is said once, not at each claim" {
+	rcli acl setuser aq-worker -wait >/dev/null
+	as aq-enqueuer aq-enqueue -q nw --id j '{}' >/dev/null
+	run as aq-worker aq-worker -q nw --replicas 1 -- cat
+	assert_failure 77
+	assert_output --partial "aq-worker: --replicas: redis at unix://aq-worker:***@$REDIS_SOCK refused WAIT: NOPERM"
+	assert_output --partial 'the user needs +wait'
+	assert_equal "$(aq-status -q nw j | jq -c '[.status, .attempt]')" '["queued",0]'
+	# allowed at start (no replica: each claim waits, then goes back)...
+	rcli acl setuser aq-worker +wait >/dev/null
+	start_bg w env AQ_REDIS_URL="unix://aq-worker:pw-aq-worker@$REDIS_SOCK" \
+	    aq-worker -q nw --replicas 1 -- cat
+	wait_for 100 grep -q 'claimed but not on 1 replica' w.err
+	# ... then taken away
+	before=$(noperms)
+	rcli acl setuser aq-worker -wait >/dev/null
+	wait_for 300 eval '[ "$(noperms)" -ge $((before + 20)) ]'
+	kill -TERM "$(pid_of w)"
+	finish w
+	assert_equal "$(rc_of w)" 0
+	assert_equal "$(grep -c 'redis refused WAIT: NOPERM' w.err)" 1
+	assert_equal "$(grep -c 'claimed but not on 1 replica' w.err)" 1
+	assert_equal "$(aq-status -q nw j | jq -c '[.status, .attempt]')" '["queued",0]'
+}

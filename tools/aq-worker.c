@@ -76,6 +76,25 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 	}
 }
 
+/* --replicas: Redis lets this user run WAIT (a WAIT 0 0 answers at once);
+ * without it every claim would go back on the queue: exit 77 now. */
+static void
+check_wait_allowed(redisContext *c, const struct redis_url *u)
+{
+	const char *argv[] = {"WAIT", "0", "0"};
+	redisReply *r = redisCommandArgv(c, 3, argv, NULL);
+	char shown[1024];
+
+	if (!r)
+		redis_die_io(c, u, "WAIT");
+	if (r->type == REDIS_REPLY_ERROR)
+		die(strncmp(r->str, "NOPERM", 6) == 0 ? EX_NOPERM : EX_UNAVAILABLE,
+		    "--replicas: redis at %s refused WAIT: %s (the user needs +wait: "
+		    "aq(7) ACCESS CONTROL)", url_display(u, shown, sizeof shown),
+		    r->str);
+	freeReplyObject(r);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -103,6 +122,8 @@ main(int argc, char **argv)
 	keys_init(&probe_keys, cfg.prefix, cfg.queue);
 	probe = redis_connect_for(&cfg.redis, probe_keys.base); /* exit 69 or 77
 								  * now, not in the loop */
+	if (o.replicas > 0)
+		check_wait_allowed(probe, &cfg.redis);
 	redisFree(probe);
 	handler_keeper_start();
 	warnmsg("worker %s on queue %s: running %s with %d slot%s%s", o.worker_id,
