@@ -77,7 +77,8 @@ parse_options(struct worker_options *o, struct config *cfg, int argc, char **arg
 }
 
 /* --replicas: Redis lets this user run WAIT (a WAIT 0 0 answers at once);
- * without it every claim would go back on the queue: exit 77 now. */
+ * without it every claim would go back on the queue: exit 77 now (c is
+ * freed then). */
 static void
 check_wait_allowed(redisContext *c, const struct redis_url *u)
 {
@@ -87,11 +88,16 @@ check_wait_allowed(redisContext *c, const struct redis_url *u)
 
 	if (!r)
 		redis_die_io(c, u, "WAIT");
-	if (r->type == REDIS_REPLY_ERROR)
-		die(strncmp(r->str, "NOPERM", 6) == 0 ? EX_NOPERM : EX_UNAVAILABLE,
-		    "--replicas: redis at %s refused WAIT: %s (the user needs +wait: "
-		    "aq(7) ACCESS CONTROL)", url_display(u, shown, sizeof shown),
-		    r->str);
+	if (r->type == REDIS_REPLY_ERROR) {
+		char why[256];
+		int code = strncmp(r->str, "NOPERM", 6) == 0 ? EX_NOPERM : EX_UNAVAILABLE;
+		snprintf(why, sizeof why, "%s", r->str);
+		freeReplyObject(r);
+		redisFree(c);
+		die(code, "--replicas: redis at %s refused WAIT: %s (the user needs "
+		    "+wait: aq(7) ACCESS CONTROL)", url_display(u, shown,
+		    sizeof shown), why);
+	}
 	freeReplyObject(r);
 }
 
